@@ -137,3 +137,43 @@ def test_unknown_label_and_bad_paths(data, tmp_path, capsys):
     assert main(["classify", "train", str(data / "train.tsv"), "--pretrained", str(vec),
                  "--out", str(tmp_path / "o2"), *SMALL]) == 1  # fmt: skip
     assert "v.txt:3: expected a word and 3 values, got 2" in capsys.readouterr().err
+
+
+def test_ensemble_on_one_split(data, tmp_path, capsys):
+    """Two seeds on one held-out split (--valid-seed); the ensemble averages probabilities."""
+    runs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"m{seed}"
+        args = [str(data / "train.tsv"), "--epochs", "1", "--out", str(out), *SMALL]
+        args[args.index("--seed") + 1] = seed
+        assert main(["classify", "train", *args, "--valid-seed", "7"]) == 0
+        runs.append(out)
+    capsys.readouterr()
+    # the same validation sentences were held out for both (their split seed is 7, not --seed)
+    held = [json.loads((r / "summary.json").read_text())["valid"]["sentences"] for r in runs]
+    assert held[0] == held[1] == 6  # 5% of 120
+    cfgs = [json.loads((r / "best" / "checkpoint.json").read_text())["config"]["train"]
+            for r in runs]  # fmt: skip
+    assert (
+        cfgs[0]["valid_seed"] == cfgs[1]["valid_seed"] == 7 and cfgs[0]["seed"] != cfgs[1]["seed"]
+    )
+
+    dev = data / "dev.tsv"
+    probs = []
+    for r in runs:
+        assert main(["classify", "predict", str(r), str(dev), "--proba"]) == 0
+        rows = [line.split("\t")[1].split() for line in capsys.readouterr().out.splitlines()]
+        probs.append([[float(x.split(":")[1]) for x in row] for row in rows])
+    gold = [line.split("\t")[1] for line in dev.read_text().splitlines()[1:]]
+    mean = [[(a + b) / 2 for a, b in zip(p, q, strict=True)] for p, q in zip(*probs, strict=True)]
+    expected = sum(str(int(m[1] > m[0])) == g for m, g in zip(mean, gold, strict=True)) / len(gold)
+    assert main(["classify", "eval", str(runs[0]), str(dev), "--ensemble", str(runs[1]),
+                 "--json"]) == 0  # fmt: skip
+    res = json.loads(capsys.readouterr().out)
+    assert res["accuracy"] == pytest.approx(expected)
+    assert main(["classify", "predict", str(runs[0]), str(dev), "--ensemble", str(runs[1])]) == 0
+    labels = capsys.readouterr().out.split()
+    assert labels == [str(int(m[1] > m[0])) for m in mean]
+    assert main(["classify", "eval", str(runs[0]), str(dev), "--ensemble",
+                 str(tmp_path / "nope")]) == 1  # fmt: skip
+    assert "no such checkpoint directory" in capsys.readouterr().err

@@ -20,7 +20,7 @@ from rnnkit.train.checkpoint import load_checkpoint
 from rnnkit.train.task_trainer import (
     KIND_CLASSIFIER,
     ClassifyTrainConfig,
-    classify_sentences,
+    ensemble_probabilities,
     evaluate_classifier,
     load_classifier,
     train_classifier,
@@ -131,6 +131,9 @@ def group() -> None:
     default=None,
     help="Hold out whole sentences only and drop their phrases from training (SST).",
 )
+@click.option("--valid-seed", type=int,
+              help="Seed of the held-out split (default: --seed); fix it to train an "
+                   "ensemble on one split.")  # fmt: skip
 @click.option("--test", type=click.Path(dir_okay=False), help="Test TSV, scored at the end.")
 @click.option("--pretrained", type=click.Path(dir_okay=False),
               help="word2vec text file initialising the embedding (sets --embed).")  # fmt: skip
@@ -193,6 +196,13 @@ def train_cmd(
     exit_if_interrupted(summary)
 
 
+ENSEMBLE_OPTION = click.option(
+    "--ensemble", multiple=True, type=click.Path(), metavar="CKPT",
+    help="Another trained classifier (repeatable): average the class probabilities of all "
+         "the models (an ensemble).",
+)  # fmt: skip
+
+
 @group.command("predict")
 @click.argument("checkpoint", type=click.Path())
 @click.argument("inputs", nargs=-1, type=click.Path(dir_okay=False, allow_dash=True))
@@ -205,15 +215,17 @@ def train_cmd(
     help="text: a sentence per line; tsv: a header naming a 'sentence' column.",
 )
 @click.option("--proba", is_flag=True, help="Also print every class's probability.")
+@ENSEMBLE_OPTION
 @click.option("--encoding", default="utf-8", show_default=True)
 def predict_cmd(checkpoint: str, inputs: tuple[str, ...], fmt: str, proba: bool,
-                encoding: str) -> None:  # fmt: skip
+                ensemble: tuple[str, ...], encoding: str) -> None:  # fmt: skip
     """Print the predicted label of each sentence of INPUTS (files; '-' or none: stdin).
 
     One output line per sentence; an empty input sentence gives an empty output line, so that
     outputs stay aligned with inputs. CHECKPOINT: a run's --out folder (its best weights).
     """
-    clf = load_classifier(checkpoint)
+    clfs = [load_classifier(c) for c in (checkpoint, *ensemble)]
+    clf = clfs[0]
     for name, lines in read_inputs(inputs, encoding):
         if not lines:
             continue
@@ -221,7 +233,7 @@ def predict_cmd(checkpoint: str, inputs: tuple[str, ...], fmt: str, proba: bool,
         keep = [i for i, s in enumerate(sentences) if s]
         probs = np.zeros((len(sentences), len(clf.labels)))
         if keep:
-            probs[keep] = classify_sentences(clf, [sentences[i] for i in keep])
+            probs[keep] = ensemble_probabilities(clfs, [sentences[i] for i in keep])
         kept = set(keep)
         for i, p in enumerate(probs):
             if i not in kept:
@@ -240,13 +252,15 @@ def predict_cmd(checkpoint: str, inputs: tuple[str, ...], fmt: str, proba: bool,
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("--encoding", default="utf-8", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def eval_cmd(checkpoint: str, data: str, encoding: str, as_json: bool) -> None:
+@ENSEMBLE_OPTION
+def eval_cmd(checkpoint: str, data: str, encoding: str, as_json: bool,
+             ensemble: tuple[str, ...]) -> None:  # fmt: skip
     """Accuracy of a trained classifier on DATA, a labelled TSV file (as for training).
 
     A label of DATA that the classifier never saw in training is an error naming its line.
     """
-    clf = load_classifier(checkpoint)
-    res = evaluate_classifier(clf, read_labelled_tsv(data, clf.cfg.lower, encoding))
+    clfs = [load_classifier(c) for c in (checkpoint, *ensemble)]
+    res = evaluate_classifier(clfs, read_labelled_tsv(data, clfs[0].cfg.lower, encoding))
     if as_json:
         click.echo(json.dumps(res))
         return

@@ -146,6 +146,8 @@ class ClassifyTrainConfig(TaskTrainConfig):
     dropout: float = 0.0
     valid_frac: float = 0.05  # held out of the training file when no validation file is given
     valid_dedup: bool = False  # hold out whole sentences and drop their parts from training
+    valid_seed: int | None = None  # seed of the held-out split (None: --seed); fix it to
+    # train several models (an ensemble) on the same split
 
     def model_config(self, vocab_size: int, num_classes: int) -> ClassifierConfig:
         try:
@@ -510,10 +512,34 @@ def classify_sentences(clf: Classification, sentences: Sequence[Sequence[str]],
     return probs
 
 
-def evaluate_classifier(clf: Classification, data: LabelledText) -> dict[str, float]:
-    """Accuracy and mean cross-entropy on a labelled file (unknown labels: an error)."""
-    y = _label_ids(data, clf.labels)
-    probs = classify_sentences(clf, data.sentences)
+def ensemble_probabilities(clfs: Sequence[Classification], sentences: Sequence[Sequence[str]],
+                           batch_size: int = 256) -> Array:  # fmt: skip
+    """Mean class probabilities (N, C) of several classifiers trained for the same labels.
+
+    Each member encodes the sentences with its own vocabulary; the members must share the
+    label set (in the same order) and the lowercasing setting.
+    """
+    if not clfs:
+        raise ValueError("ensemble_probabilities: no classifiers")
+    first = clfs[0]
+    for k, c in enumerate(clfs[1:], start=2):
+        if c.labels != first.labels:
+            raise RnnkitError(f"ensemble member {k}: labels {c.labels} differ from the first "
+                              f"model's {first.labels}")  # fmt: skip
+        if c.cfg.lower != first.cfg.lower:
+            raise RnnkitError(f"ensemble member {k}: lowercasing differs from the first model's")
+    return sum(classify_sentences(c, sentences, batch_size) for c in clfs) / len(clfs)
+
+
+def evaluate_classifier(clf: Classification | Sequence[Classification], data: LabelledText
+                        ) -> dict[str, float]:  # fmt: skip
+    """Accuracy and mean cross-entropy on a labelled file (unknown labels: an error).
+
+    Given several classifiers, scores their ensemble (mean of the class probabilities).
+    """
+    clfs = [clf] if isinstance(clf, Classification) else list(clf)
+    y = _label_ids(data, clfs[0].labels)
+    probs = ensemble_probabilities(clfs, data.sentences)
     nll = -np.log(np.maximum(probs[np.arange(len(y)), y], 1e-300))
     return {"loss": float(nll.mean()), "accuracy": float((probs.argmax(1) == y).mean()),
             "sentences": len(y)}  # fmt: skip
@@ -555,7 +581,8 @@ def train_classifier(
     if epochs is not None:
         cfg = replace(cfg, epochs=epochs)
     if valid is None:
-        train, valid = split_valid(train, cfg.valid_frac, cfg.seed, cfg.valid_dedup)
+        split_seed = cfg.seed if cfg.valid_seed is None else cfg.valid_seed
+        train, valid = split_valid(train, cfg.valid_frac, split_seed, cfg.valid_dedup)
     if ck is not None:
         vocab = Vocab.from_json(ck.vocab["words"])
         labels = list(ck.vocab["labels"])
