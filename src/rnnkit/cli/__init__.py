@@ -16,8 +16,21 @@ from rnnkit.io import RnnkitError
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rnnkit")
-def cli() -> None:
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    envvar="RNNKIT_THREADS",
+    help="Threads of the BLAS library (NumPy's matrix products) for this command "
+    "[env RNNKIT_THREADS; default: the library's own, usually one per core]. "
+    "On a shared machine 1 is often faster.",
+)
+@click.pass_context
+def cli(ctx: click.Context, threads: int | None) -> None:
     """rnnkit: recurrent neural networks with every gradient written out."""
+    if threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        ctx.with_resource(threadpool_limits(limits=threads, user_api="blas"))
 
 
 cli.add_command(lm.group)

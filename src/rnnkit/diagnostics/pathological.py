@@ -467,16 +467,13 @@ def _write_json_lines(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 @contextlib.contextmanager
 def single_thread_blas() -> Iterator[None]:
-    """Limit BLAS to one thread while the block runs (if threadpoolctl is installed).
+    """Limit BLAS to one thread while the block runs.
 
     The matrices here are small (H = 50): a multi-threaded BLAS gains nothing on them and,
     on a busy machine, loses an order of magnitude to thread contention.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is optional
-        yield
-        return
+    from threadpoolctl import threadpool_limits
+
     with threadpool_limits(1):
         yield
 
