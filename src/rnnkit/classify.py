@@ -32,7 +32,7 @@ import math
 import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ import numpy as np
 from rnnkit import ops
 from rnnkit.io import RnnkitError, read_lines
 from rnnkit.layers import GRU, LSTM, RNN, Recurrent
-from rnnkit.module import Module
+from rnnkit.module import ModelConfig, Module
 from rnnkit.train.data import Vocab
 
 Array = np.ndarray
@@ -338,7 +338,7 @@ def pool_backward(dout: Array, cache: Any) -> Array:
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(ModelConfig):
     """Everything needed to rebuild a classifier; saved as JSON beside its weights."""
 
     vocab_size: int  # V, including <pad> (id 0) and <unk>
@@ -355,31 +355,13 @@ class ClassifierConfig:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "num_classes", "embed", "hidden", "layers"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        self.check_positive("vocab_size", "num_classes", "embed", "hidden", "layers")
         if self.num_classes < 2:
             raise ValueError(f"num_classes: needs at least 2 classes, got {self.num_classes}")
-        if self.cell not in CELLS:
-            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {self.cell!r}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling: expected one of {POOLINGS}, got {self.pooling!r}")
-        for name in ("dropout", "embed_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name}: expected a probability in [0, 1)")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype: expected float32 or float64, got {self.dtype!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ClassifierConfig:
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"model config: unknown fields {unknown}")
-        return cls(**d)
+        self.check_choice("cell", CELLS)
+        self.check_choice("pooling", POOLINGS)
+        self.check_probability("dropout", "embed_dropout")
+        self.check_dtype()
 
 
 class SequenceClassifier(Module):

@@ -31,14 +31,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from rnnkit import ops
 from rnnkit.layers import GRU, LSTM, RNN, Recurrent
-from rnnkit.module import Module
+from rnnkit.module import ModelConfig, Module
 
 Array = np.ndarray
 StepFn = Callable[[Array, Any], tuple[Array, Any]]
@@ -250,7 +250,7 @@ def teacher_forcing(
 
 
 @dataclass
-class GeneratorConfig:
+class GeneratorConfig(ModelConfig):
     """Everything needed to rebuild a conditional generator; saved as JSON beside its weights."""
 
     feature_size: int  # F, the size of the conditioning vector x
@@ -264,26 +264,10 @@ class GeneratorConfig:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        for name in ("feature_size", "vocab_size", "embed", "hidden", "layers"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-        if self.cell not in CELLS:
-            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {self.cell!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype: expected float32 or float64, got {self.dtype!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GeneratorConfig:
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"model config: unknown fields {unknown}")
-        return cls(**d)
+        self.check_positive("feature_size", "vocab_size", "embed", "hidden", "layers")
+        self.check_choice("cell", CELLS)
+        self.check_probability("dropout")
+        self.check_dtype()
 
 
 class ConditionalGenerator(Module):

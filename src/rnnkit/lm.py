@@ -22,14 +22,14 @@ equivalent torch model.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from rnnkit import ops
 from rnnkit.layers import GRU, LSTM, RNN, Recurrent, State
-from rnnkit.module import Module
+from rnnkit.module import ModelConfig, Module
 
 Array = np.ndarray
 
@@ -37,7 +37,7 @@ CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 
 
 @dataclass
-class LMConfig:
+class LMConfig(ModelConfig):
     """Everything needed to rebuild a language model; saved as JSON beside its weights."""
 
     vocab_size: int  # V
@@ -52,31 +52,14 @@ class LMConfig:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "embed", "hidden", "layers"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-        if self.cell not in CELLS:
-            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {self.cell!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
+        self.check_positive("vocab_size", "embed", "hidden", "layers")
+        self.check_choice("cell", CELLS)
+        self.check_probability("dropout")
         if self.tie_weights and self.embed != self.hidden:
             raise ValueError(
                 f"tie_weights: needs embed == hidden, got embed={self.embed}, hidden={self.hidden}"
             )
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype: expected float32 or float64, got {self.dtype!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LMConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"model config: unknown fields {unknown}")
-        return cls(**d)
+        self.check_dtype()
 
 
 class LanguageModel(Module):

@@ -17,6 +17,7 @@ ValueError: state_dict['w']: expected shape (3,), got (4,)
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -59,3 +60,67 @@ class Module:
             if v.shape != p.shape:
                 raise ValueError(f"state_dict[{name!r}]: expected shape {p.shape}, got {v.shape}")
             p[...] = v  # in place: sub-models share these arrays
+
+
+class ModelConfig:
+    """Base of the model configuration dataclasses: the JSON round trip and shared checks.
+
+    A subclass is a ``@dataclass`` whose ``__post_init__`` calls the ``check_*`` helpers;
+    ``to_dict``/``from_dict`` store it beside the weights (unknown fields are an error, so a
+    checkpoint from another model kind is caught when it is read).
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Toy(ModelConfig):
+    ...     hidden: int = 4
+    ...     dropout: float = 0.0
+    ...     def __post_init__(self) -> None:
+    ...         self.check_positive("hidden")
+    ...         self.check_probability("dropout")
+    >>> Toy.from_dict(Toy(hidden=8).to_dict())
+    Toy(hidden=8, dropout=0.0)
+    >>> Toy(hidden=0)
+    Traceback (most recent call last):
+    ValueError: hidden: expected a positive integer, got 0
+    >>> Toy.from_dict({"hiden": 3})
+    Traceback (most recent call last):
+    ValueError: model config: unknown fields ['hiden']
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})  # type: ignore[arg-type]
+        if unknown:
+            raise ValueError(f"model config: unknown fields {unknown}")
+        return cls(**d)
+
+    def check_positive(self, *names: str, optional: bool = False) -> None:
+        """Each named field is an int >= 1 (or None, with ``optional``)."""
+        for name in names:
+            v = getattr(self, name)
+            if optional and v is None:
+                continue
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                what = "a positive integer or None" if optional else "a positive integer"
+                raise ValueError(f"{name}: expected {what}, got {v!r}")
+
+    def check_probability(self, *names: str) -> None:
+        """Each named field lies in [0, 1) (dropout rates)."""
+        for name in names:
+            v = getattr(self, name)
+            if not 0.0 <= v < 1.0:
+                raise ValueError(f"{name}: expected a probability in [0, 1), got {v}")
+
+    def check_choice(self, name: str, choices: Any) -> None:
+        """The named field is one of ``choices``."""
+        v = getattr(self, name)
+        if v not in choices:
+            raise ValueError(f"{name}: expected one of {sorted(choices)}, got {v!r}")
+
+    def check_dtype(self) -> None:
+        """``dtype`` is 'float32' or 'float64'."""
+        if getattr(self, "dtype", None) not in ("float32", "float64"):
+            raise ValueError(f"dtype: expected float32 or float64, got {self.dtype!r}")  # type: ignore[attr-defined]

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -65,7 +65,7 @@ from rnnkit import ops
 from rnnkit.attention import KINDS, Attention
 from rnnkit.generate import beam_search, greedy_decode, sample_decode, select_state
 from rnnkit.layers import GRU, LSTM, RNN, Recurrent
-from rnnkit.module import Module
+from rnnkit.module import ModelConfig, Module
 
 Array = np.ndarray
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
@@ -82,7 +82,7 @@ __all__ = [
 
 
 @dataclass
-class Seq2SeqConfig:
+class Seq2SeqConfig(ModelConfig):
     """Everything needed to rebuild a seq2seq model; saved as JSON beside its weights."""
 
     src_vocab: int  # Vs
@@ -101,28 +101,17 @@ class Seq2SeqConfig:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        for name in ("src_vocab", "tgt_vocab", "embed", "hidden", "layers"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
-        for name in ("dec_hidden", "attn_size"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise ValueError(f"{name}: expected a positive integer or None, got {v!r}")
-        if self.cell not in CELLS:
-            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {self.cell!r}")
-        if self.attention not in ATTENTIONS:
-            raise ValueError(f"attention: expected one of {list(ATTENTIONS)}, "
-                             f"got {self.attention!r}")  # fmt: skip
+        self.check_positive("src_vocab", "tgt_vocab", "embed", "hidden", "layers")
+        self.check_positive("dec_hidden", "attn_size", optional=True)
+        self.check_choice("cell", CELLS)
+        self.check_choice("attention", ATTENTIONS)
         if self.input_feed and self.attention == "none":
             raise ValueError("input_feed: needs attention (it feeds the attentional state)")
         if self.attention == "dot" and self.decoder_size != self.memory_size:
             raise ValueError(f"dot attention: needs the decoder size ({self.decoder_size}) to "
                              f"equal the encoder output size ({self.memory_size})")  # fmt: skip
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype: expected float32 or float64, got {self.dtype!r}")
+        self.check_probability("dropout")
+        self.check_dtype()
 
     @property
     def directions(self) -> int:
@@ -142,16 +131,6 @@ class Seq2SeqConfig:
     def bridge(self) -> bool:
         """True when the decoder's initial state is a learned function of the encoder's."""
         return self.bidirectional or self.decoder_size != self.hidden
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Seq2SeqConfig:
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"model config: unknown fields {unknown}")
-        return cls(**d)
 
 
 @dataclass

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from rnnkit import ops
 from rnnkit.classify import PAD, UNK, pad_batch
 from rnnkit.io import RnnkitError, read_lines
 from rnnkit.layers import GRU, LSTM, RNN, Recurrent
-from rnnkit.module import Module
+from rnnkit.module import ModelConfig, Module
 from rnnkit.train.data import Vocab
 
 Array = np.ndarray
@@ -313,7 +313,7 @@ def make_tag_batch(
 
 
 @dataclass
-class TaggerConfig:
+class TaggerConfig(ModelConfig):
     """Everything needed to rebuild a tagger; saved as JSON beside its weights."""
 
     vocab_size: int  # V words, including <pad> (0) and <unk> (1)
@@ -329,32 +329,15 @@ class TaggerConfig:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        names = ("vocab_size", "num_tags", "embed", "char_embed", "char_hidden", "hidden",
-                 "layers")  # fmt: skip
-        for name in names:
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        self.check_positive("vocab_size", "num_tags", "embed", "char_embed", "char_hidden",
+                            "hidden", "layers")  # fmt: skip
         if not isinstance(self.char_vocab_size, int) or self.char_vocab_size < 0:
             raise ValueError(
                 f"char_vocab_size: expected an integer >= 0, got {self.char_vocab_size}"
             )
-        if self.cell not in CELLS:
-            raise ValueError(f"cell: expected one of {sorted(CELLS)}, got {self.cell!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: expected a probability in [0, 1), got {self.dropout}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype: expected float32 or float64, got {self.dtype!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TaggerConfig:
-        unknown = sorted(set(d) - {f.name for f in fields(cls)})
-        if unknown:
-            raise ValueError(f"model config: unknown fields {unknown}")
-        return cls(**d)
+        self.check_choice("cell", CELLS)
+        self.check_probability("dropout")
+        self.check_dtype()
 
 
 class SequenceTagger(Module):
