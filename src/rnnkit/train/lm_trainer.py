@@ -18,13 +18,10 @@ Output folder layout::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +38,7 @@ from rnnkit.train.checkpoint import (
 )
 from rnnkit.train.clip import clip_grad_norm, clip_grad_value, l2_penalty
 from rnnkit.train.data import TBPTTStream, Vocab
+from rnnkit.train.loop import MetricsLog, StopFlag, progress_bar
 from rnnkit.train.optim import SGD, Adagrad, Adam, Optimizer, RMSProp, StepDecay
 
 KIND = "lm"
@@ -139,7 +137,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
-def _make_optimizer(cfg: LMTrainConfig, model: LanguageModel) -> Optimizer:
+def make_optimizer(cfg: LMTrainConfig, model: LanguageModel) -> Optimizer:
     p, g = model.params, model.grads
     if cfg.optimizer == "sgd":
         return SGD(p, g, lr=cfg.lr, momentum=cfg.momentum)
@@ -222,30 +220,6 @@ def figures(nll: float, level: str) -> dict[str, float]:
 # --- the training loop ---------------------------------------------------------------------------
 
 
-class _StopFlag:
-    """Turns Ctrl-C into a flag that the loop checks between steps."""
-
-    def __init__(self) -> None:
-        self.stop = False
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            if self.stop:  # a second Ctrl-C: give up at once
-                raise KeyboardInterrupt
-            self.stop = True
-
-        previous = signal.signal(signal.SIGINT, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-
 def checkpoint_dir(path: str | Path) -> Path:
     """Accept either a run's output folder or its checkpoint folder."""
     p = Path(path)
@@ -265,52 +239,6 @@ def load_lm(path: str | Path) -> tuple[LanguageModel, Vocab, LMTrainConfig, dict
     model = LanguageModel(model_cfg, seed=train_cfg.seed)
     ck.copy_params_into(model.params)
     return model, vocab, train_cfg, {"checkpoint": ck}
-
-
-class _Logger:
-    def __init__(self, out: Path, resume_step: int | None) -> None:
-        self.path = out / "metrics.jsonl"
-        self.records: list[dict[str, Any]] = []
-        if resume_step is not None and self.path.exists():
-            for line in self.path.read_text().splitlines():
-                with contextlib.suppress(json.JSONDecodeError):
-                    r = json.loads(line)
-                    if r.get("step", 0) <= resume_step:
-                        self.records.append(r)
-        self._rewrite()
-
-    def _rewrite(self) -> None:
-        with atomic_write(self.path) as f:
-            for r in self.records:
-                f.write(json.dumps(r) + "\n")
-
-    def log(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def plot(self, out: Path) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        steps = [r for r in self.records if r.get("type") == "train"]
-        epochs = [r for r in self.records if r.get("type") == "epoch" and "valid_loss" in r]
-        fig, ax = plt.subplots(figsize=(7, 4))
-        if steps:
-            ax.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8, label="train")
-        if epochs:
-            ax.plot([r["step"] for r in epochs], [r["valid_loss"] for r in epochs], "o-",
-                    label="validation")  # fmt: skip
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss (nats per token)")
-        ax.legend()
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        with atomic_write(out / "loss.png", "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        plt.close(fig)
 
 
 def train_lm(
@@ -369,7 +297,7 @@ def train_lm(
     stream = TBPTTStream(train_ids, cfg.batch_size, cfg.bptt)
 
     model = LanguageModel(cfg.model_config(len(vocab)), seed=cfg.seed)
-    opt = _make_optimizer(cfg, model)
+    opt = make_optimizer(cfg, model)
     sched = StepDecay(opt, factor=cfg.lr_decay, after_epoch=cfg.decay_after)
     step, state = 0, None
     if ck is not None:
@@ -383,7 +311,7 @@ def train_lm(
         if "h" in ck.arrays:
             state = (ck.arrays["h"], ck.arrays["c"]) if "c" in ck.arrays else ck.arrays["h"]
     out.mkdir(parents=True, exist_ok=True)
-    logger = _Logger(out, step if resume else None)
+    logger = MetricsLog(out, step if resume else None)
 
     def save() -> None:
         arrays = {}
@@ -412,13 +340,14 @@ def train_lm(
         f"{stream.tokens_per_epoch:,} tokens per epoch, {len(stream)} windows of "
         f"{cfg.batch_size}x{cfg.bptt}"
     )
-    stopper = _StopFlag()
+    stopper = StopFlag()
     stopped = False
     steps_this_call = 0
     with stopper.installed():
         while stream.epoch < cfg.epochs and not stopped:
             epoch = stream.epoch + 1
-            bar = _progress(len(stream), stream.position, epoch, cfg.epochs, progress)
+            bar = progress_bar(len(stream), stream.position, epoch, cfg.epochs, progress,
+                               unit="win")  # fmt: skip
             t0, tokens, run_loss = time.perf_counter(), 0, []
             for x, y in stream:
                 if stream.position == 1:  # the first window of an epoch: fresh state
@@ -499,12 +428,3 @@ def train_lm(
                 echo(f"{part}: loss {s['loss']:.4f}, perplexity {s['perplexity']:.2f}{extra}")
     summary["interrupted"] = stopper.stop
     return summary
-
-
-def _progress(total: int, done: int, epoch: int, epochs: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=done, desc=f"epoch {epoch}/{epochs}", unit="win",
-                dynamic_ncols=True, leave=False)  # fmt: skip

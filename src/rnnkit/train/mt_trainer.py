@@ -46,14 +46,14 @@ from rnnkit.io import RnnkitError, atomic_write, read_lines
 from rnnkit.seq2seq import Seq2Seq, Seq2SeqConfig, make_batch
 from rnnkit.train.checkpoint import load_checkpoint
 from rnnkit.train.data import Vocab
-from rnnkit.train.task_trainer import (
-    TaskTrainConfig,
-    _checkpoint_for_inference,
-    _fit,
-    _replace_singletons,
-    _start,
-    _Task,
-    _write_summary,
+from rnnkit.train.loop import (
+    LoopConfig,
+    Task,
+    fit,
+    replace_singletons,
+    run_checkpoint,
+    start_run,
+    write_summary,
 )
 
 Array = np.ndarray
@@ -82,7 +82,7 @@ __all__ = [
 
 
 @dataclass
-class MTTrainConfig(TaskTrainConfig):
+class MTTrainConfig(LoopConfig):
     """Translation hyperparameters (see :class:`rnnkit.seq2seq.Seq2SeqConfig`) + the loop."""
 
     cell: str = "gru"
@@ -367,7 +367,7 @@ def train_mt(
         data: where the data came from (JSON-able), kept in the checkpoint.
     """
     out = Path(out)
-    ck = _start(out, resume, KIND)
+    ck = start_run(out, resume, KIND)
     if ck is not None:
         cfg = MTTrainConfig.from_dict(ck.config["train"])
         src_vocab = Vocab.from_json(ck.vocab["src"])
@@ -395,7 +395,7 @@ def train_mt(
         s, sl, ti, to, tl = make_batch([src[i] for i in idx], [tgt[i] for i in idx], tr.bos,
                                        tr.eos)  # fmt: skip
         if training and cfg.unk_replace > 0:
-            s = _replace_singletons(s, singleton, cfg.unk_replace, unk, model.rng)
+            s = replace_singletons(s, singleton, cfg.unk_replace, unk, model.rng)
         return (s, sl, ti, tl), to
 
     def loss(inputs: Any, targets: Any, training: bool) -> tuple[float, Any]:
@@ -417,7 +417,7 @@ def train_mt(
     if train.skipped_empty or train.skipped_long:
         skipped = (f" (skipped {train.skipped_empty} with an empty side, "
                    f"{train.skipped_long} longer than {cfg.max_len} tokens)")  # fmt: skip
-    task = _Task(
+    task = Task(
         kind=KIND, model=model, lengths=lengths, batch=batch, loss=loss,
         evaluate=evaluate if valid is not None else None, select="bleu",
         config={"model": c.to_dict(), "train": asdict(cfg), "data": data or {}},
@@ -426,14 +426,14 @@ def train_mt(
                   f"{model.num_parameters():,} parameters; {len(src):,} training pairs"
                   f"{skipped}" + (f", {len(valid):,} validation pairs" if valid else "")),
     )  # fmt: skip
-    summary = _fit(task, cfg, out, ck, progress, max_steps, echo)
+    summary = fit(task, cfg, out, ck, progress, max_steps, echo)
     if summary["complete"] and valid is not None:
         best = load_translator(out)
         g, _ = bleu_of(best, valid, "greedy")
         b, _ = bleu_of(best, valid, "beam", beam_size=5, alpha=1.0)
         summary["valid"] = {"loss": mean_nll(best, valid), "bleu_greedy": g.score,
                             "bleu_beam5": b.score, "signature": g.signature}  # fmt: skip
-        _write_summary(out, summary)
+        write_summary(out, summary)
         echo(f"valid (best epoch {summary['best_epoch']}): BLEU {g.score:.2f} greedy, "
              f"{b.score:.2f} beam 5 ({g.signature})")  # fmt: skip
     return summary
@@ -441,7 +441,7 @@ def train_mt(
 
 def load_translator(path: str | Path) -> Translator:
     """Load a trained model from a run folder (``best/`` preferred) or a checkpoint folder."""
-    ck = load_checkpoint(_checkpoint_for_inference(path), kind=KIND)
+    ck = load_checkpoint(run_checkpoint(path), kind=KIND)
     where = ck.path / "checkpoint.json"
     try:
         model_cfg = Seq2SeqConfig.from_dict(ck.config["model"])

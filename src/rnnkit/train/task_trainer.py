@@ -1,17 +1,11 @@
 """Training, evaluating and applying sentence classifiers and sequence taggers: the loop
 behind ``rnnkit classify`` and ``rnnkit tag``.
 
-One epoch is one pass over the training sentences in mini-batches of similar lengths: the
-sentences are shuffled, sorted by length within pools of 50 batches, cut into batches, and
-the batches shuffled (less padding, still random). Each batch: forward, backward, optional
-L2 penalty, global-norm clipping, optimizer step. After each epoch: validation, the
-learning-rate schedule, a line in ``metrics.jsonl``, ``loss.png``, the checkpoint, and a
-copy of the weights in ``OUT/best`` whenever the validation score (accuracy for the
-classifier; span F1 for chunk tag sets, else accuracy, for the tagger) improves. The final
-figures in ``summary.json`` are those of the best epoch's weights. Ctrl-C finishes the
-current batch, saves a checkpoint and stops; ``resume=True`` continues exactly (weights,
-optimizer, schedule, both random generators, the batch order of the epoch and the position
-in it), so the losses equal those of an uninterrupted run.
+The epoch loop itself (batching by length, clipping, validation, checkpoints, exact resume,
+Ctrl-C) is :func:`rnnkit.train.loop.fit`; this module says what a batch, a loss and a
+validation figure are for each task. ``OUT/best`` keeps the weights of the epoch with the
+best validation score (accuracy for the classifier; span F1 for chunk tag sets, else
+accuracy, for the tagger); the final figures in ``summary.json`` are those of those weights.
 
 Output folder layout::
 
@@ -24,13 +18,9 @@ Output folder layout::
 
 from __future__ import annotations
 
-import json
-import math
-import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +36,7 @@ from rnnkit.classify import (
     pad_batch,
     read_word2vec_text,
 )
-from rnnkit.io import RnnkitError, atomic_write
+from rnnkit.io import RnnkitError
 from rnnkit.metrics import iob1_to_iob2, is_chunk_tagset, span_f1, tag_accuracy
 from rnnkit.tag import (
     SequenceTagger,
@@ -56,18 +46,22 @@ from rnnkit.tag import (
     make_tag_batch,
     normalize_word,
 )
-from rnnkit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from rnnkit.train.clip import clip_grad_norm, l2_penalty
+from rnnkit.train.checkpoint import load_checkpoint
 from rnnkit.train.data import Vocab
-
-# shared with the language-model loop (candidates for a common module)
-from rnnkit.train.lm_trainer import _Logger, _StopFlag
-from rnnkit.train.optim import SGD, Adagrad, Adam, Optimizer, RMSProp, StepDecay
+from rnnkit.train.loop import (
+    LoopConfig,
+    Task,
+    fit,
+    replace_singletons,
+    run_checkpoint,
+    sorted_batches,
+    start_run,
+    write_summary,
+)
 
 Array = np.ndarray
 KIND_CLASSIFIER = "classifier"
 KIND_TAGGER = "tagger"
-OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")
 
 __all__ = [
     "ClassifyTrainConfig",
@@ -88,52 +82,7 @@ __all__ = [
 
 
 @dataclass
-class TaskTrainConfig:
-    """The training-loop settings shared by both tasks; saved in the checkpoint."""
-
-    epochs: int = 10
-    batch_size: int = 32
-    optimizer: str = "adam"  # sgd | adagrad | rmsprop | adam
-    lr: float = 1e-3
-    momentum: float = 0.0  # sgd, rmsprop
-    clip_norm: float | None = 5.0  # global L2 norm (torch clip_grad_norm_)
-    l2: float = 0.0  # L2 penalty 0.5 * l2 * ||w||^2 on weights (not biases)
-    lr_decay: float = 1.0  # multiply lr by this at the end of each epoch from decay_after on
-    decay_after: int = 1
-    min_count: int = 1  # words seen fewer times in training become <unk>
-    max_vocab: int | None = None  # keep the most frequent words
-    unk_replace: float = 0.0  # training: a word seen once becomes <unk> with this probability
-    lower: bool = False  # lowercase words (before the vocabulary lookup)
-    seed: int = 0
-    log_every: int = 50  # steps between lines in metrics.jsonl
-    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: end of epoch only)
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "log_every", "min_count", "decay_after"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise RnnkitError(f"--{name.replace('_', '-')}: must be a positive integer, "
-                                  f"got {v!r}")  # fmt: skip
-        if not self.lr > 0:
-            raise RnnkitError(f"--lr: must be positive, got {self.lr}")
-        if self.optimizer not in OPTIMIZERS:
-            raise RnnkitError(f"--optimizer: expected one of {list(OPTIMIZERS)}, "
-                              f"got {self.optimizer!r}")  # fmt: skip
-        if self.clip_norm is not None and not self.clip_norm > 0:
-            raise RnnkitError(f"--clip-norm: must be positive, got {self.clip_norm}")
-        if not 0.0 <= self.unk_replace < 1.0:
-            raise RnnkitError(f"--unk-replace: must lie in [0, 1), got {self.unk_replace}")
-        if not 0.0 < self.lr_decay <= 1.0:
-            raise RnnkitError(f"--lr-decay: must lie in (0, 1], got {self.lr_decay}")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Any:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-@dataclass
-class ClassifyTrainConfig(TaskTrainConfig):
+class ClassifyTrainConfig(LoopConfig):
     """Classifier hyperparameters (see :class:`rnnkit.classify.ClassifierConfig`) + the loop."""
 
     cell: str = "lstm"
@@ -162,7 +111,7 @@ class ClassifyTrainConfig(TaskTrainConfig):
 
 
 @dataclass
-class TagTrainConfig(TaskTrainConfig):
+class TagTrainConfig(LoopConfig):
     """Tagger hyperparameters (see :class:`rnnkit.tag.TaggerConfig`) + the loop."""
 
     cell: str = "lstm"
@@ -186,216 +135,6 @@ class TagTrainConfig(TaskTrainConfig):
             )  # fmt: skip
         except ValueError as e:
             raise RnnkitError(str(e)) from None
-
-
-def _make_optimizer(cfg: TaskTrainConfig, params: dict[str, Array], grads: dict[str, Array]
-                    ) -> Optimizer:  # fmt: skip
-    if cfg.optimizer == "sgd":
-        return SGD(params, grads, lr=cfg.lr, momentum=cfg.momentum)
-    if cfg.optimizer == "adagrad":
-        return Adagrad(params, grads, lr=cfg.lr)
-    if cfg.optimizer == "rmsprop":
-        return RMSProp(params, grads, lr=cfg.lr, momentum=cfg.momentum)
-    return Adam(params, grads, lr=cfg.lr)
-
-
-# --- batches ---------------------------------------------------------------------------------
-
-
-def epoch_batches(lengths: Array, batch_size: int, rng: np.random.Generator) -> list[Array]:
-    """Index batches of one epoch: shuffle, sort by length within pools of 50 batches, cut,
-    shuffle the batches. Every index appears exactly once.
-
-    >>> b = epoch_batches(np.array([5, 1, 3, 2, 4]), 2, np.random.default_rng(0))
-    >>> sorted(np.concatenate(b).tolist()), [len(x) for x in b] in ([2, 2, 1], [2, 1, 2], [1, 2, 2])
-    ([0, 1, 2, 3, 4], True)
-    """
-    perm = rng.permutation(len(lengths))
-    pool = 50 * batch_size
-    batches = []
-    for i in range(0, len(perm), pool):
-        chunk = perm[i : i + pool]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
-    return [batches[k] for k in rng.permutation(len(batches))]
-
-
-def _sorted_batches(lengths: Array, batch_size: int) -> list[Array]:
-    order = np.argsort(lengths, kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def _replace_singletons(ids: Array, singleton: Array, p: float, unk: int,
-                        rng: np.random.Generator) -> Array:  # fmt: skip
-    """Lample et al. 2016: a word seen once in training becomes <unk> with probability p,
-    so that the <unk> embedding is trained."""
-    hit = singleton[ids] & (rng.random(ids.shape) < p)
-    return np.where(hit, unk, ids)
-
-
-# --- the shared loop -------------------------------------------------------------------------
-
-
-@dataclass
-class _Task:
-    """What the loop needs from a task: the model, batching, evaluation and what to save."""
-
-    kind: str
-    model: Any
-    lengths: Array  # (N,) training sentence lengths
-    batch: Callable[[Array, bool], tuple[Any, Any]]  # indices, training -> (inputs, targets)
-    loss: Callable[[Any, Any, bool], tuple[float, Any]]  # inputs, targets -> (loss, cache)
-    evaluate: Callable[[], dict[str, float]] | None  # validation figures
-    select: str  # the validation figure to maximise
-    config: dict[str, Any]  # saved as the checkpoint's config
-    vocab: dict[str, Any]  # saved as the checkpoint's vocabulary
-    describe: str
-
-
-def _fit(
-    task: _Task,
-    cfg: TaskTrainConfig,
-    out: Path,
-    ck: Any,
-    progress: bool,
-    max_steps: int | None,
-    echo: Callable[[str], None],
-) -> dict[str, Any]:
-    model = task.model
-    opt = _make_optimizer(cfg, model.params, model.grads)
-    sched = StepDecay(opt, factor=cfg.lr_decay, after_epoch=cfg.decay_after)
-    data_rng = np.random.default_rng([cfg.seed, 1])  # batch order; the model's rng: dropout
-    epoch_start = rng_state(data_rng)
-    epoch = position = step = 0
-    best, best_epoch = -math.inf, 0
-    loss_sum, loss_n = 0.0, 0
-    if ck is not None:
-        ck.copy_params_into(model.params)
-        ck.load_optimizer_into(opt)
-        t = ck.trainer
-        sched.load_state_dict(t["schedule"])
-        set_rng_state(model.rng, t["rng"])
-        epoch_start = t["epoch_rng"]
-        epoch, position, step = int(t["epoch"]), int(t["position"]), int(t["step"])
-        best = -math.inf if t["best"] is None else float(t["best"])
-        best_epoch = int(t["best_epoch"])
-        loss_sum, loss_n = float(t["loss_sum"]), int(t["loss_n"])
-    out.mkdir(parents=True, exist_ok=True)
-    logger = _Logger(out, step if ck is not None else None)
-
-    def save(path: Path, with_state: bool = True) -> None:
-        trainer = {
-            "epoch": epoch, "position": position, "step": step, "epoch_rng": epoch_start,
-            "rng": rng_state(model.rng), "schedule": sched.state_dict(),
-            "best": best if math.isfinite(best) else None,
-            "best_epoch": best_epoch, "loss_sum": loss_sum, "loss_n": loss_n,
-        }  # fmt: skip
-        save_checkpoint(path, kind=task.kind, params=model.params, config=task.config,
-                        vocab=task.vocab, trainer=trainer,
-                        optimizer=opt.state_dict() if with_state else None)  # fmt: skip
-
-    echo(task.describe)
-    stopper = _StopFlag()
-    stopped = halt = False
-    steps_this_call = 0
-    with stopper.installed():
-        while epoch < cfg.epochs and not stopped:
-            set_rng_state(data_rng, epoch_start)
-            batches = epoch_batches(task.lengths, cfg.batch_size, data_rng)
-            bar = _progress(len(batches), position, epoch + 1, cfg.epochs, progress)
-            t0 = time.perf_counter()
-            for k in range(position, len(batches)):
-                inputs, targets = task.batch(batches[k], True)
-                loss, cache = task.loss(inputs, targets, True)
-                if not math.isfinite(loss):
-                    raise RnnkitError(f"training diverged at step {step + 1} (loss {loss}); "
-                                      "lower --lr")  # fmt: skip
-                model.zero_grad()
-                model.backward(cache)
-                if cfg.l2 > 0:
-                    l2_penalty(model.params, model.grads, cfg.l2)
-                if cfg.clip_norm is not None:
-                    gnorm = clip_grad_norm(model.grads, cfg.clip_norm)
-                else:
-                    gnorm = math.sqrt(sum(float(np.vdot(g, g)) for g in model.grads.values()))
-                opt.step()
-                step += 1
-                steps_this_call += 1
-                position = k + 1
-                loss_sum += loss
-                loss_n += 1
-                if step % cfg.log_every == 0:
-                    logger.log({"type": "train", "step": step, "epoch": epoch + 1, "loss": loss,
-                                "grad_norm": gnorm, "lr": opt.lr})  # fmt: skip
-                if bar is not None:
-                    bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}")
-                    bar.update(1)
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                    save(out / "checkpoint")
-                if stopper.stop or (max_steps is not None and steps_this_call >= max_steps):
-                    halt = True
-                    break
-            if bar is not None:
-                bar.close()
-            if position < len(batches):  # interrupted mid-epoch
-                stopped = True
-                break
-            epoch += 1
-            record: dict[str, Any] = {
-                "type": "epoch", "step": step, "epoch": epoch, "lr": opt.lr,
-                "train_loss": loss_sum / max(loss_n, 1), "seconds": time.perf_counter() - t0,
-            }  # fmt: skip
-            msg = f"epoch {epoch}/{cfg.epochs}: train loss {record['train_loss']:.4f}"
-            if task.evaluate is not None:
-                figs = task.evaluate()
-                record.update({f"valid_{k}": v for k, v in figs.items()})
-                msg += ", valid " + ", ".join(f"{k} {v:.4f}" for k, v in figs.items())
-                if figs[task.select] > best:
-                    best, best_epoch = figs[task.select], epoch
-                    msg += " (best)"
-            else:  # no validation data: the latest epoch counts as the best
-                best_epoch = epoch
-            sched.step()
-            position, loss_sum, loss_n = 0, 0.0, 0
-            epoch_start = rng_state(data_rng)
-            logger.log(record)
-            logger.plot(out)
-            if best_epoch == epoch:
-                save(out / "best", with_state=False)
-            save(out / "checkpoint")
-            echo(msg)
-            if halt:
-                stopped = epoch < cfg.epochs
-                break
-        if stopped:
-            save(out / "checkpoint")
-            echo(f"stopped at step {step}: checkpoint saved in {out / 'checkpoint'}; "
-                 "continue with --resume")  # fmt: skip
-    return {"steps": step, "epochs_completed": epoch, "complete": not stopped,
-            "best_epoch": best_epoch, "interrupted": stopper.stop}  # fmt: skip
-
-
-def _progress(total: int, done: int, epoch: int, epochs: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, initial=done, desc=f"epoch {epoch}/{epochs}", unit="batch",
-                dynamic_ncols=True, leave=False, file=sys.stderr)  # fmt: skip
-
-
-def _start(out: Path, resume: bool, kind: str) -> Any:
-    if resume:
-        return load_checkpoint(out / "checkpoint", kind=kind)
-    if (out / "checkpoint").exists():
-        raise RnnkitError(f"{out}: already holds a checkpoint; pass --resume to continue it, or "
-                          "choose another --out")  # fmt: skip
-    return None
-
-
-def _write_summary(out: Path, summary: dict[str, Any]) -> None:
-    with atomic_write(out / "summary.json") as f:
-        json.dump(summary, f, indent=1)
 
 
 def _load_pretrained(model: Any, path: str | None, vocab: Vocab, echo: Callable[[str], None]
@@ -506,7 +245,7 @@ def classify_sentences(clf: Classification, sentences: Sequence[Sequence[str]],
     seqs = [encode_words(clf.vocab, s) for s in sentences]
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     probs = np.zeros((len(seqs), len(clf.labels)))
-    for idx in _sorted_batches(lengths, batch_size):
+    for idx in sorted_batches(lengths, batch_size):
         ids, lens = pad_batch([seqs[i] for i in idx])
         probs[idx] = clf.model.predict_proba(ids, lens)
     return probs
@@ -573,7 +312,7 @@ def train_classifier(
         data: where the data came from (JSON-able), kept in the checkpoint.
     """
     out = Path(out)
-    ck = _start(out, resume, KIND_CLASSIFIER)
+    ck = start_run(out, resume, KIND_CLASSIFIER)
     if ck is not None:
         cfg = ClassifyTrainConfig.from_dict(ck.config["train"])
     if cfg is None:
@@ -607,7 +346,7 @@ def train_classifier(
     def batch(idx: Array, training: bool) -> tuple[Any, Any]:
         ids, lens = pad_batch([seqs[i] for i in idx])
         if training and cfg.unk_replace > 0:
-            ids = _replace_singletons(ids, singleton, cfg.unk_replace, unk, model.rng)
+            ids = replace_singletons(ids, singleton, cfg.unk_replace, unk, model.rng)
         return (ids, lens), y[idx]
 
     def loss(inputs: Any, targets: Any, training: bool) -> tuple[float, Any]:
@@ -618,7 +357,7 @@ def train_classifier(
         figs = evaluate_classifier(clf, valid)
         return {"loss": figs["loss"], "accuracy": figs["accuracy"]}
 
-    task = _Task(
+    task = Task(
         kind=KIND_CLASSIFIER, model=model, lengths=lengths, batch=batch, loss=loss,
         evaluate=evaluate, select="accuracy",
         config={"model": model.config.to_dict(), "train": asdict(cfg), "data": data or {}},
@@ -628,13 +367,13 @@ def train_classifier(
                   f"{len(labels)} classes, {model.num_parameters():,} parameters; "
                   f"{len(seqs):,} training / {len(valid):,} validation sentences"),
     )  # fmt: skip
-    summary = _fit(task, cfg, out, ck, progress, max_steps, echo)
+    summary = fit(task, cfg, out, ck, progress, max_steps, echo)
     if summary["complete"]:
         best = load_classifier(out)
         summary["valid"] = evaluate_classifier(best, valid)
         if test is not None:
             summary["test"] = evaluate_classifier(best, test)
-        _write_summary(out, summary)
+        write_summary(out, summary)
         for part in ("valid", "test"):
             if part in summary:
                 s = summary[part]
@@ -653,18 +392,9 @@ def _word2vec_dim(path: str) -> int:
     return int(head[1])
 
 
-def _checkpoint_for_inference(path: str | Path) -> Path:
-    """A run folder (its best/ weights, else its checkpoint/) or a checkpoint folder."""
-    p = Path(path)
-    for sub in ("best", "checkpoint"):
-        if (p / sub / "checkpoint.json").exists():
-            return p / sub
-    return p
-
-
 def load_classifier(path: str | Path) -> Classification:
     """Load a trained classifier from a run folder (``best/`` preferred) or a checkpoint."""
-    ck = load_checkpoint(_checkpoint_for_inference(path), kind=KIND_CLASSIFIER)
+    ck = load_checkpoint(run_checkpoint(path), kind=KIND_CLASSIFIER)
     where = ck.path / "checkpoint.json"
     try:
         model_cfg = ClassifierConfig.from_dict(ck.config["model"])
@@ -715,7 +445,7 @@ def tag_sentences(tg: Tagging, words: Sequence[Sequence[str]], batch_size: int =
     out: list[list[str]] = [[] for _ in words]
     lengths = np.array([len(s) for s in seqs], dtype=np.int64)
     nonempty = np.flatnonzero(lengths > 0)
-    for idx in _sorted_batches(lengths[nonempty], batch_size):
+    for idx in sorted_batches(lengths[nonempty], batch_size):
         rows = nonempty[idx]
         batch = make_tag_batch([words[i] for i in rows], [seqs[i] for i in rows], tg.chars)
         pred = tg.model.predict(batch)
@@ -763,7 +493,7 @@ def train_tagger(
     """Train (or continue) a sequence tagger; arguments as :func:`train_classifier`
     (without ``valid`` there is no validation: ``best/`` is the last epoch)."""
     out = Path(out)
-    ck = _start(out, resume, KIND_TAGGER)
+    ck = start_run(out, resume, KIND_TAGGER)
     if ck is not None:
         cfg = TagTrainConfig.from_dict(ck.config["train"])
     if cfg is None:
@@ -803,7 +533,7 @@ def train_tagger(
     def batch(idx: Array, training: bool) -> tuple[Any, Any]:
         ids = [seqs[i] for i in idx]
         if training and cfg.unk_replace > 0:
-            ids = [_replace_singletons(s, singleton, cfg.unk_replace, unk, model.rng) for s in ids]
+            ids = [replace_singletons(s, singleton, cfg.unk_replace, unk, model.rng) for s in ids]
         b = make_tag_batch([train.words[i] for i in idx], ids, chars)
         targets = np.zeros(b.ids.shape, dtype=np.int64)
         for r, i in enumerate(idx):
@@ -820,7 +550,7 @@ def train_tagger(
         keys = ("accuracy", "precision", "recall", "f1") if tg.chunked else ("accuracy",)
         return {k: figs[k] for k in keys}
 
-    task = _Task(
+    task = Task(
         kind=KIND_TAGGER, model=model, lengths=lengths, batch=batch, loss=loss,
         evaluate=evaluate if valid is not None else None,
         select="f1" if tg.chunked else "accuracy",
@@ -833,7 +563,7 @@ def train_tagger(
                   f"{len(tags)} tags, {model.num_parameters():,} parameters; {len(seqs):,} "
                   f"training sentences ({int(lengths.sum()):,} tokens)"),
     )  # fmt: skip
-    summary = _fit(task, cfg, out, ck, progress, max_steps, echo)
+    summary = fit(task, cfg, out, ck, progress, max_steps, echo)
     if summary["complete"]:
         best = load_tagger(out)
         for part, corpus in (("valid", valid), ("test", test)):
@@ -844,13 +574,13 @@ def train_tagger(
                     line += (f", span P/R/F1 {100 * s['precision']:.2f} / "
                              f"{100 * s['recall']:.2f} / {100 * s['f1']:.2f}")  # fmt: skip
                 echo(line)
-        _write_summary(out, summary)
+        write_summary(out, summary)
     return summary
 
 
 def load_tagger(path: str | Path) -> Tagging:
     """Load a trained tagger from a run folder (``best/`` preferred) or a checkpoint."""
-    ck = load_checkpoint(_checkpoint_for_inference(path), kind=KIND_TAGGER)
+    ck = load_checkpoint(run_checkpoint(path), kind=KIND_TAGGER)
     where = ck.path / "checkpoint.json"
     try:
         model_cfg = TaggerConfig.from_dict(ck.config["model"])

@@ -1,0 +1,402 @@
+"""The training loop shared by the task models (classifier, tagger, translation, QA), and
+the pieces every loop uses (the language model's included): Ctrl-C handling, the metrics log
+and loss plot, progress bars, run folders.
+
+A task hands :func:`fit` a :class:`Task`: its model (``params``/``grads``/``backward``), how
+to make a batch from sentence indices, its loss, its validation figures and what to save.
+One epoch is one pass over the training items in mini-batches of similar lengths (shuffled,
+sorted by length within pools of 50 batches, cut, batches shuffled). Each batch: forward,
+backward, optional L2 penalty, global-norm clipping, optimizer step. After each epoch:
+validation, the learning-rate schedule, a line in ``metrics.jsonl``, ``loss.png``, the
+checkpoint, and a copy of the weights in ``OUT/best`` whenever the selected validation
+figure improves. Ctrl-C finishes the current batch, saves a checkpoint and stops; a resumed
+run continues exactly (weights, optimizer, schedule, both random generators, the batch order
+of the epoch and the position in it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnnkit.io import RnnkitError, atomic_write
+from rnnkit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from rnnkit.train.clip import clip_grad_norm, l2_penalty
+from rnnkit.train.optim import SGD, Adagrad, Adam, Optimizer, RMSProp, StepDecay
+
+Array = np.ndarray
+OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")
+
+__all__ = [
+    "LoopConfig",
+    "MetricsLog",
+    "StopFlag",
+    "Task",
+    "epoch_batches",
+    "fit",
+    "make_optimizer",
+    "progress_bar",
+    "replace_singletons",
+    "run_checkpoint",
+    "sorted_batches",
+    "start_run",
+    "write_summary",
+]
+
+
+# --- run folders, logs, progress, Ctrl-C --------------------------------------------------------
+
+
+class StopFlag:
+    """Turns Ctrl-C into a flag that the loop checks between steps."""
+
+    def __init__(self) -> None:
+        self.stop = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            if self.stop:  # a second Ctrl-C: give up at once
+                raise KeyboardInterrupt
+            self.stop = True
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+class MetricsLog:
+    """``OUT/metrics.jsonl`` (one JSON object per logged step and per epoch) and ``loss.png``.
+
+    On resume, the records after the checkpoint's step are dropped, so the log matches an
+    uninterrupted run's.
+    """
+
+    def __init__(self, out: Path, resume_step: int | None) -> None:
+        self.path = out / "metrics.jsonl"
+        self.records: list[dict[str, Any]] = []
+        if resume_step is not None and self.path.exists():
+            for line in self.path.read_text().splitlines():
+                with contextlib.suppress(json.JSONDecodeError):
+                    r = json.loads(line)
+                    if r.get("step", 0) <= resume_step:
+                        self.records.append(r)
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        with atomic_write(self.path) as f:
+            for r in self.records:
+                f.write(json.dumps(r) + "\n")
+
+    def log(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def plot(self, out: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        steps = [r for r in self.records if r.get("type") == "train"]
+        epochs = [r for r in self.records if r.get("type") == "epoch" and "valid_loss" in r]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        if steps:
+            ax.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8, label="train")
+        if epochs:
+            ax.plot([r["step"] for r in epochs], [r["valid_loss"] for r in epochs], "o-",
+                    label="validation")  # fmt: skip
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss (nats per token)")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        with atomic_write(out / "loss.png", "wb") as f:
+            fig.savefig(f, format="png", dpi=100)
+        plt.close(fig)
+
+
+def progress_bar(total: int, done: int, epoch: int, epochs: int, enabled: bool,
+                 unit: str = "batch") -> Any:  # fmt: skip
+    """A tqdm bar on stderr for one epoch (None when disabled)."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, desc=f"epoch {epoch}/{epochs}", unit=unit,
+                dynamic_ncols=True, leave=False, file=sys.stderr)  # fmt: skip
+
+
+def start_run(out: Path, resume: bool, kind: str) -> Any:
+    """The checkpoint to resume (``resume``), else None; refuses to overwrite a run."""
+    if resume:
+        return load_checkpoint(out / "checkpoint", kind=kind)
+    if (out / "checkpoint").exists():
+        raise RnnkitError(f"{out}: already holds a checkpoint; pass --resume to continue it, or "
+                          "choose another --out")  # fmt: skip
+    return None
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> None:
+    """``OUT/summary.json``, written atomically."""
+    with atomic_write(out / "summary.json") as f:
+        json.dump(summary, f, indent=1)
+
+
+def run_checkpoint(path: str | Path) -> Path:
+    """A run folder (its best/ weights, else its checkpoint/) or a checkpoint folder."""
+    p = Path(path)
+    for sub in ("best", "checkpoint"):
+        if (p / sub / "checkpoint.json").exists():
+            return p / sub
+    return p
+
+
+# --- configuration and batches -----------------------------------------------------------------
+
+
+@dataclass
+class LoopConfig:
+    """The training-loop settings shared by both tasks; saved in the checkpoint."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    optimizer: str = "adam"  # sgd | adagrad | rmsprop | adam
+    lr: float = 1e-3
+    momentum: float = 0.0  # sgd, rmsprop
+    clip_norm: float | None = 5.0  # global L2 norm (torch clip_grad_norm_)
+    l2: float = 0.0  # L2 penalty 0.5 * l2 * ||w||^2 on weights (not biases)
+    lr_decay: float = 1.0  # multiply lr by this at the end of each epoch from decay_after on
+    decay_after: int = 1
+    min_count: int = 1  # words seen fewer times in training become <unk>
+    max_vocab: int | None = None  # keep the most frequent words
+    unk_replace: float = 0.0  # training: a word seen once becomes <unk> with this probability
+    lower: bool = False  # lowercase words (before the vocabulary lookup)
+    seed: int = 0
+    log_every: int = 50  # steps between lines in metrics.jsonl
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: end of epoch only)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "log_every", "min_count", "decay_after"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise RnnkitError(f"--{name.replace('_', '-')}: must be a positive integer, "
+                                  f"got {v!r}")  # fmt: skip
+        if not self.lr > 0:
+            raise RnnkitError(f"--lr: must be positive, got {self.lr}")
+        if self.optimizer not in OPTIMIZERS:
+            raise RnnkitError(f"--optimizer: expected one of {list(OPTIMIZERS)}, "
+                              f"got {self.optimizer!r}")  # fmt: skip
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise RnnkitError(f"--clip-norm: must be positive, got {self.clip_norm}")
+        if not 0.0 <= self.unk_replace < 1.0:
+            raise RnnkitError(f"--unk-replace: must lie in [0, 1), got {self.unk_replace}")
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise RnnkitError(f"--lr-decay: must lie in (0, 1], got {self.lr_decay}")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def make_optimizer(cfg: LoopConfig, params: dict[str, Array], grads: dict[str, Array]
+                    ) -> Optimizer:  # fmt: skip
+    if cfg.optimizer == "sgd":
+        return SGD(params, grads, lr=cfg.lr, momentum=cfg.momentum)
+    if cfg.optimizer == "adagrad":
+        return Adagrad(params, grads, lr=cfg.lr)
+    if cfg.optimizer == "rmsprop":
+        return RMSProp(params, grads, lr=cfg.lr, momentum=cfg.momentum)
+    return Adam(params, grads, lr=cfg.lr)
+
+
+def epoch_batches(lengths: Array, batch_size: int, rng: np.random.Generator) -> list[Array]:
+    """Index batches of one epoch: shuffle, sort by length within pools of 50 batches, cut,
+    shuffle the batches. Every index appears exactly once.
+
+    >>> b = epoch_batches(np.array([5, 1, 3, 2, 4]), 2, np.random.default_rng(0))
+    >>> sorted(np.concatenate(b).tolist()), [len(x) for x in b] in ([2, 2, 1], [2, 1, 2], [1, 2, 2])
+    ([0, 1, 2, 3, 4], True)
+    """
+    perm = rng.permutation(len(lengths))
+    pool = 50 * batch_size
+    batches = []
+    for i in range(0, len(perm), pool):
+        chunk = perm[i : i + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[j : j + batch_size] for j in range(0, len(chunk), batch_size)]
+    return [batches[k] for k in rng.permutation(len(batches))]
+
+
+def sorted_batches(lengths: Array, batch_size: int) -> list[Array]:
+    order = np.argsort(lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def replace_singletons(ids: Array, singleton: Array, p: float, unk: int,
+                        rng: np.random.Generator) -> Array:  # fmt: skip
+    """Lample et al. 2016: a word seen once in training becomes <unk> with probability p,
+    so that the <unk> embedding is trained."""
+    hit = singleton[ids] & (rng.random(ids.shape) < p)
+    return np.where(hit, unk, ids)
+
+
+# --- the shared loop -------------------------------------------------------------------------
+
+
+@dataclass
+class Task:
+    """What the loop needs from a task: the model, batching, evaluation and what to save."""
+
+    kind: str
+    model: Any
+    lengths: Array  # (N,) training sentence lengths
+    batch: Callable[[Array, bool], tuple[Any, Any]]  # indices, training -> (inputs, targets)
+    loss: Callable[[Any, Any, bool], tuple[float, Any]]  # inputs, targets -> (loss, cache)
+    evaluate: Callable[[], dict[str, float]] | None  # validation figures
+    select: str  # the validation figure to maximise
+    config: dict[str, Any]  # saved as the checkpoint's config
+    vocab: dict[str, Any]  # saved as the checkpoint's vocabulary
+    describe: str
+
+
+def fit(
+    task: Task,
+    cfg: LoopConfig,
+    out: Path,
+    ck: Any,
+    progress: bool,
+    max_steps: int | None,
+    echo: Callable[[str], None],
+) -> dict[str, Any]:
+    model = task.model
+    opt = make_optimizer(cfg, model.params, model.grads)
+    sched = StepDecay(opt, factor=cfg.lr_decay, after_epoch=cfg.decay_after)
+    data_rng = np.random.default_rng([cfg.seed, 1])  # batch order; the model's rng: dropout
+    epoch_start = rng_state(data_rng)
+    epoch = position = step = 0
+    best, best_epoch = -math.inf, 0
+    loss_sum, loss_n = 0.0, 0
+    if ck is not None:
+        ck.copy_params_into(model.params)
+        ck.load_optimizer_into(opt)
+        t = ck.trainer
+        sched.load_state_dict(t["schedule"])
+        set_rng_state(model.rng, t["rng"])
+        epoch_start = t["epoch_rng"]
+        epoch, position, step = int(t["epoch"]), int(t["position"]), int(t["step"])
+        best = -math.inf if t["best"] is None else float(t["best"])
+        best_epoch = int(t["best_epoch"])
+        loss_sum, loss_n = float(t["loss_sum"]), int(t["loss_n"])
+    out.mkdir(parents=True, exist_ok=True)
+    logger = MetricsLog(out, step if ck is not None else None)
+
+    def save(path: Path, with_state: bool = True) -> None:
+        trainer = {
+            "epoch": epoch, "position": position, "step": step, "epoch_rng": epoch_start,
+            "rng": rng_state(model.rng), "schedule": sched.state_dict(),
+            "best": best if math.isfinite(best) else None,
+            "best_epoch": best_epoch, "loss_sum": loss_sum, "loss_n": loss_n,
+        }  # fmt: skip
+        save_checkpoint(path, kind=task.kind, params=model.params, config=task.config,
+                        vocab=task.vocab, trainer=trainer,
+                        optimizer=opt.state_dict() if with_state else None)  # fmt: skip
+
+    echo(task.describe)
+    stopper = StopFlag()
+    stopped = halt = False
+    steps_this_call = 0
+    with stopper.installed():
+        while epoch < cfg.epochs and not stopped:
+            set_rng_state(data_rng, epoch_start)
+            batches = epoch_batches(task.lengths, cfg.batch_size, data_rng)
+            bar = progress_bar(len(batches), position, epoch + 1, cfg.epochs, progress)
+            t0 = time.perf_counter()
+            for k in range(position, len(batches)):
+                inputs, targets = task.batch(batches[k], True)
+                loss, cache = task.loss(inputs, targets, True)
+                if not math.isfinite(loss):
+                    raise RnnkitError(f"training diverged at step {step + 1} (loss {loss}); "
+                                      "lower --lr")  # fmt: skip
+                model.zero_grad()
+                model.backward(cache)
+                if cfg.l2 > 0:
+                    l2_penalty(model.params, model.grads, cfg.l2)
+                if cfg.clip_norm is not None:
+                    gnorm = clip_grad_norm(model.grads, cfg.clip_norm)
+                else:
+                    gnorm = math.sqrt(sum(float(np.vdot(g, g)) for g in model.grads.values()))
+                opt.step()
+                step += 1
+                steps_this_call += 1
+                position = k + 1
+                loss_sum += loss
+                loss_n += 1
+                if step % cfg.log_every == 0:
+                    logger.log({"type": "train", "step": step, "epoch": epoch + 1, "loss": loss,
+                                "grad_norm": gnorm, "lr": opt.lr})  # fmt: skip
+                if bar is not None:
+                    bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}")
+                    bar.update(1)
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                    save(out / "checkpoint")
+                if stopper.stop or (max_steps is not None and steps_this_call >= max_steps):
+                    halt = True
+                    break
+            if bar is not None:
+                bar.close()
+            if position < len(batches):  # interrupted mid-epoch
+                stopped = True
+                break
+            epoch += 1
+            record: dict[str, Any] = {
+                "type": "epoch", "step": step, "epoch": epoch, "lr": opt.lr,
+                "train_loss": loss_sum / max(loss_n, 1), "seconds": time.perf_counter() - t0,
+            }  # fmt: skip
+            msg = f"epoch {epoch}/{cfg.epochs}: train loss {record['train_loss']:.4f}"
+            if task.evaluate is not None:
+                figs = task.evaluate()
+                record.update({f"valid_{k}": v for k, v in figs.items()})
+                msg += ", valid " + ", ".join(f"{k} {v:.4f}" for k, v in figs.items())
+                if figs[task.select] > best:
+                    best, best_epoch = figs[task.select], epoch
+                    msg += " (best)"
+            else:  # no validation data: the latest epoch counts as the best
+                best_epoch = epoch
+            sched.step()
+            position, loss_sum, loss_n = 0, 0.0, 0
+            epoch_start = rng_state(data_rng)
+            logger.log(record)
+            logger.plot(out)
+            if best_epoch == epoch:
+                save(out / "best", with_state=False)
+            save(out / "checkpoint")
+            echo(msg)
+            if halt:
+                stopped = epoch < cfg.epochs
+                break
+        if stopped:
+            save(out / "checkpoint")
+            echo(f"stopped at step {step}: checkpoint saved in {out / 'checkpoint'}; "
+                 "continue with --resume")  # fmt: skip
+    return {"steps": step, "epochs_completed": epoch, "complete": not stopped,
+            "best_epoch": best_epoch, "interrupted": stopper.stop}  # fmt: skip
