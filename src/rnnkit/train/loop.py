@@ -175,7 +175,8 @@ def run_checkpoint(path: str | Path) -> Path:
 
 @dataclass
 class LoopConfig:
-    """The training-loop settings shared by both tasks; saved in the checkpoint."""
+    """The settings of :func:`fit`, shared by the task configs (classify, tag, mt, qa), which
+    subclass it; saved in the checkpoint."""
 
     epochs: int = 10
     batch_size: int = 32
@@ -219,7 +220,8 @@ class LoopConfig:
 
 
 def make_optimizer(cfg: LoopConfig, params: dict[str, Array], grads: dict[str, Array]
-                    ) -> Optimizer:  # fmt: skip
+                   ) -> Optimizer:  # fmt: skip
+    """The optimizer named by ``cfg.optimizer`` with ``cfg.lr`` (and ``cfg.momentum``)."""
     if cfg.optimizer == "sgd":
         return SGD(params, grads, lr=cfg.lr, momentum=cfg.momentum)
     if cfg.optimizer == "adagrad":
@@ -248,12 +250,13 @@ def epoch_batches(lengths: Array, batch_size: int, rng: np.random.Generator) -> 
 
 
 def sorted_batches(lengths: Array, batch_size: int) -> list[Array]:
+    """Index batches in order of length (for evaluation: the least padding)."""
     order = np.argsort(lengths, kind="stable")
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def replace_singletons(ids: Array, singleton: Array, p: float, unk: int,
-                        rng: np.random.Generator) -> Array:  # fmt: skip
+                       rng: np.random.Generator) -> Array:  # fmt: skip
     """Lample et al. 2016: a word seen once in training becomes <unk> with probability p,
     so that the <unk> embedding is trained."""
     hit = singleton[ids] & (rng.random(ids.shape) < p)
@@ -288,6 +291,18 @@ def fit(
     max_steps: int | None,
     echo: Callable[[str], None],
 ) -> dict[str, Any]:
+    """Train ``task.model`` for ``cfg.epochs`` epochs (see the module doc); returns a summary.
+
+    Args:
+        ck: the checkpoint to continue (from :func:`start_run`), or None for a new run.
+        progress: show a progress bar per epoch.
+        max_steps: stop after this many steps in this call (tests), as Ctrl-C does.
+        echo: where the per-epoch lines go.
+
+    Returns:
+        ``steps``, ``epochs_completed``, ``complete`` (False when stopped early),
+        ``best_epoch`` and ``interrupted`` (Ctrl-C).
+    """
     model = task.model
     opt = make_optimizer(cfg, model.params, model.grads)
     sched = StepDecay(opt, factor=cfg.lr_decay, after_epoch=cfg.decay_after)
