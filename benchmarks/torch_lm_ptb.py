@@ -128,7 +128,9 @@ def main() -> None:
                 torch.from_numpy(np.ascontiguousarray(y)).reshape(-1),
             )
             opt.zero_grad()
-            loss.backward()
+            # the loss summed over the window's steps, averaged over the batch (as rnnkit's
+            # --loss sum-time and Zaremba's code): lr 1 and clip 5 refer to this scale
+            (loss * x.shape[1]).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
             losses.append(loss.item())
