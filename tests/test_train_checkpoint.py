@@ -138,8 +138,14 @@ def test_ctrl_c_during_the_swap_is_held_until_the_new_checkpoint_is_in_place(tmp
         real_rename(src, dst)
 
     monkeypatch.setattr(ckmod.os, "rename", rename_with_sigint)
-    with pytest.raises(KeyboardInterrupt):
-        _save(path, seed=2)
+    # Python's own Ctrl-C handler, also when this process started with SIGINT ignored (as a
+    # shell starts background jobs): the held signal is re-delivered to it after the swap
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _save(path, seed=2)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     monkeypatch.undo()
     assert load_checkpoint(path).config["seed"] == 2  # delivered after the swap
     leftovers = [p for p in os.listdir(tmp_path) if p != "ck"]
