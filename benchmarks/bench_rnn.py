@@ -15,6 +15,12 @@ of ``--repeats`` runs after ``--warmup`` runs is reported with:
     python benchmarks/bench_rnn.py                      # the full table, 1 and 2 threads
     python benchmarks/bench_rnn.py --quick              # one shape, a smoke run
     python benchmarks/bench_rnn.py --json results.json  # also save the raw figures
+    python benchmarks/bench_rnn.py --threads 1 --clock cpu  # on a loaded machine
+
+``--clock cpu`` times with the CPU time of this process instead of the wall clock: on a
+machine shared with other jobs the wall clock mostly measures the scheduler, while the
+CPU time of a one-thread run still measures the work (it is not meaningful with 2 threads,
+where it adds up both threads and their spin-waiting).
 """
 
 from __future__ import annotations
@@ -112,11 +118,14 @@ def timers(case: Case, mode: str) -> tuple[Callable[[], None], Callable[[], None
     return run_ours, run_torch
 
 
+CLOCK = time.perf_counter  # --clock cpu: time.process_time (CPU seconds of this process)
+
+
 def timed(f: Callable[[], None]) -> float:
     time.sleep(PAUSE)
-    t = time.perf_counter()
+    t = CLOCK()
     f()
-    return time.perf_counter() - t
+    return CLOCK() - t
 
 
 def sgemm_peak(threads: int, repeats: int = 5) -> float:
@@ -173,15 +182,25 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--quick", action="store_true", help="one small shape, 3 repeats")
     ap.add_argument("--json", help="write the raw results to this file")
+    ap.add_argument("--only", nargs="+", type=int, help="case indices (0-5) per cell to run")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall: perf_counter; cpu: CPU time of this process (loaded machines, "
+                         "1 thread only: with 2 it sums both threads)")  # fmt: skip
     args = ap.parse_args()
-    cases = [Case(c, *s) for c in args.cells for s in SHAPES]
-    cases += [Case(c, 32, 100, 128, 128, layers=2, bidirectional=True) for c in args.cells]
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    cases = []
+    for c in args.cells:
+        cell_cases = [Case(c, *s) for s in SHAPES]
+        cell_cases.append(Case(c, 32, 100, 128, 128, layers=2, bidirectional=True))
+        cases += [cell_cases[i] for i in args.only] if args.only else cell_cases
     if args.quick:
         cases, args.repeats = [Case(c, 32, 100, 128, 128) for c in args.cells], 3
 
     print(f"machine: {platform.processor() or platform.machine()}, numpy {np.__version__}, "
           f"torch {torch.__version__}")  # fmt: skip
     print(f"BLAS: {blas_description()}")
+    print(f"clock: {args.clock}, {args.repeats} interleaved repeats after {args.warmup} warm-ups")
     results = []
     for threads in args.threads:
         peak = sgemm_peak(threads)
@@ -204,7 +223,9 @@ def main() -> None:
           f"{sum(x >= 1 for x in ratios)}/{len(ratios)} cases >= 1.0")  # fmt: skip
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"blas": blas_description(), "results": results}, f, indent=1)
+            json.dump(
+                {"blas": blas_description(), "clock": args.clock, "results": results}, f, indent=1
+            )
 
 
 if __name__ == "__main__":

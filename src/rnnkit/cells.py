@@ -1,5 +1,10 @@
 """One time step of the vanilla RNN, the LSTM and the GRU, each a forward/backward pair.
 
+These are the reference implementation of the arithmetic: :mod:`rnnkit.layers` runs the same
+formulas for all time steps at once in the compiled loops of :mod:`rnnkit._kernels`
+(tests/test_kernels.py checks them against BPTT assembled from these functions), and the
+diagnostics step through them one step at a time.
+
 The input projection ``W_ih x_t + b_ih`` of every step is computed by the layer before its
 time loop (one matmul for all T steps), so a step receives it ready-made as ``xw`` (B, G*H).
 A step does the recurrent matmul and the pointwise gate math; its backward returns the

@@ -1,8 +1,11 @@
 """Recurrent layers: the BPTT loop over time, padding masks, stacking and bidirectionality.
 
-``RNN``, ``LSTM`` and ``GRU`` share one loop (:class:`Recurrent`); each differs only in its
-cell (see :mod:`rnnkit.cells`). Parameters carry PyTorch's names, shapes and gate order, so
-``state_dict()`` loads into ``torch.nn.LSTM`` and back.
+``RNN``, ``LSTM`` and ``GRU`` share the stacking, directions, masks and the matmuls outside the
+time loop (:class:`Recurrent`); each has its own compiled time loop in :mod:`rnnkit._kernels`,
+which does the arithmetic of its cell in :mod:`rnnkit.cells` (the one-step NumPy reference,
+finite-difference checked) for all steps without returning to Python. Parameters carry
+PyTorch's names, shapes and gate order, so ``state_dict()`` loads into ``torch.nn.LSTM`` and
+back.
 
 Contract (batch-first)::
 
@@ -17,8 +20,12 @@ direction starts there (PyTorch's packed-sequence semantics, without sorting).
 
 How backpropagation through time is organised, per layer and direction:
   before the loop:  XW = X W_ih^T + b_ih (+ b_hh)          one (T*B, D) x (D, G*H) matmul
-  in the loop:      the recurrent matmul and the pointwise gate math of each step
+  in the loop:      the recurrent matmul (one BLAS call) and the pointwise gate math of
+                    each step, compiled; backward also sums the bias gradients there
   after the loop:   dW_ih = dA^T X, dW_hh = dA^T H_prev, dX = dA W_ih   one matmul each
+The layer's states live in one buffer per layer, (T + 2, B, dirs*H) with the initial states
+at both ends (see :mod:`rnnkit._kernels`), so the output is a slice of it and H_prev of all
+steps is one strided matrix.
 """
 
 from __future__ import annotations
@@ -27,14 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.cells import (
-    gru_step_backward,
-    gru_step_forward,
-    lstm_step_backward,
-    lstm_step_forward,
-    rnn_step_backward,
-    rnn_step_forward,
-)
+from rnnkit.cells import gru_step_forward, lstm_step_forward, rnn_step_forward
 from rnnkit.module import Module
 from rnnkit.ops import ACTIVATIONS, dropout_backward, dropout_forward
 
@@ -46,16 +46,34 @@ def _as_generator(seed: int | np.random.Generator | None) -> np.random.Generator
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
+def _kernels() -> Any:
+    """The compiled loops; numba is imported (and the loops compiled or loaded from its
+    on-disk cache) on the first forward pass, so ``import rnnkit`` stays light."""
+    from rnnkit import _kernels as K
+
+    return K
+
+
+def _gemm_into(K: Any, out: Array, a: Array, b: Array, trans_a: bool = False) -> None:
+    """out += op(a) @ b through BLAS, accumulating in place (out is a gradient array)."""
+    if out.flags.c_contiguous:
+        K.gemm(K.BLAS, trans_a, False, 1.0, a, b, 1.0, out)
+    else:
+        out += (a.T if trans_a else a) @ b
+
+
 class Recurrent(Module):
     """Base class of the recurrent layers: parameters, validation, stacking, directions.
 
-    Subclasses set ``mode`` and ``gates`` and implement the per-direction step functions
-    ``_step_forward`` / ``_step_backward``.
+    Subclasses set ``mode`` and ``gates`` and implement ``_loop_forward`` /
+    ``_loop_backward`` (one direction of one layer, through the compiled loops) and
+    ``_step_forward`` (one step with the NumPy cell, for diagnostics).
     """
 
     mode = ""
     gates = 1
     n_states = 1  # 2 for the LSTM (h, c)
+    gate_slot = 0  # 1 where the compiled loop keeps gates in an extra slot (LSTM, GRU)
 
     def __init__(
         self,
@@ -200,110 +218,98 @@ class Recurrent(Module):
             return 0.0
         return p["bias_ih"] + p["bias_hh"]
 
+    def _loop_input_bias(self, p: dict[str, Array]) -> Array | float:
+        """The bias the compiled loop expects folded into the input projection."""
+        return self._input_bias(p)
+
     def _step_forward(
         self, xw: Array, prev: list[Array], p: dict[str, Array], w_hh_t: Array
     ) -> tuple[list[Array], Any]:
+        """One step with the NumPy cell of :mod:`rnnkit.cells` (diagnostics use it)."""
         raise NotImplementedError
 
-    def _step_backward(
-        self, dnew: list[Array], cache: Any, p: dict[str, Array], g: dict[str, Array]
-    ) -> tuple[Array, Array, list[Array]]:
-        """Returns (dax, dah, dprev): input-side and recurrent-side pre-activation grads."""
+    def _loop_forward(
+        self, K: Any, xw: Array, hbuf: Array, col: int, init: list[Array],
+        p: dict[str, Array], valid: Array, reverse: bool, keep: bool,
+    ) -> tuple[list[Array], tuple[Any, ...]]:  # fmt: skip
+        """Runs the compiled forward loop; returns the final state and the cell's cache."""
         raise NotImplementedError
 
-    def _weight_hh_grad(self, dah: Array, h_prev: Array, caches: list[Any]) -> Array:
-        """dW_hh = sum_t dah_t^T h_{t-1}, one matmul over all steps."""
-        G = dah.shape[-1]
-        return dah.reshape(-1, G).T @ h_prev.reshape(-1, self.hidden_size)
+    def _loop_backward(
+        self, K: Any, dout: Array, dcol: int, dfinal: list[Array], cache: Any,
+        p: dict[str, Array], g: dict[str, Array], hid: Array,
+    ) -> tuple[Array, Array, list[Array], tuple[Array, Array]]:  # fmt: skip
+        """Runs the compiled backward loop; returns dax, dah (T, B, G), dinit and the
+        bias gradients (sums of dax and dah over steps and rows)."""
+        raise NotImplementedError
+
+    def _weight_hh_grad(self, K: Any, dah2: Array, h_prev2: Array, cache: Any, gw: Array) -> None:
+        """dW_hh += sum_t dah_t^T h_{t-1}: one matmul over all T*B rows."""
+        _gemm_into(K, gw, dah2, h_prev2, trans_a=True)
 
     # --- one direction of one layer ------------------------------------------------------------
 
     def _direction_forward(
         self,
+        K: Any,
         xs: Array,
+        hbuf: Array,
+        direction: int,
         init: list[Array],
         p: dict[str, Array],
-        mask: Array | None,
-        reverse: bool,
+        valid: Array,
         keep: bool,
-    ) -> tuple[Array, list[Array], Any]:
-        """xs (T, B, D) time-major -> hs (T, B, H) (the state after each step), final state."""
+    ) -> tuple[list[Array], Any]:
+        """xs (T, B, D) time-major; the states go to hbuf (see :mod:`rnnkit._kernels`)."""
         T, B, D = xs.shape
         H = self.hidden_size
+        reverse, col = bool(direction), direction * H
+        hbuf[T + 1 if reverse else 0, :, col : col + H] = init[0]
         # the input projection of all T steps: one matmul before the loop
-        xw = (xs.reshape(T * B, D) @ p["weight_ih"].T).reshape(T, B, -1)  # (T, B, G*H)
-        xw += self._input_bias(p)
-        w_hh_t = np.ascontiguousarray(p["weight_hh"].T)  # (H, G*H)
-        hs = np.empty((T, B, H), self.dtype)
-        extra = [np.empty((T, B, H), self.dtype) for _ in range(self.n_states - 1)]
-        caches: list[Any] = [None] * T
-        state = list(init)
-        for t in range(T - 1, -1, -1) if reverse else range(T):
-            new, step_cache = self._step_forward(xw[t], state, p, w_hh_t)
-            if mask is not None:
-                m = mask[t]  # (B, 1): 1 where the step is valid, else keep the old state
-                new = [np.where(m, n, s) for n, s in zip(new, state, strict=True)]
-            state = new
-            hs[t] = state[0]
-            for e, s in zip(extra, state[1:], strict=True):
-                e[t] = s
-            if keep:
-                caches[t] = step_cache
-        cache = (xs, init, hs, caches, mask, reverse) if keep else None
-        return hs, state, cache
+        # the LSTM and GRU loops write gates one slot away from their pre-activations
+        xw = np.empty((T + self.gate_slot, B, self.gates * H), self.dtype)
+        proj = xw[:T] if reverse or not self.gate_slot else xw[1:]
+        proj[...] = self._loop_input_bias(p)
+        w_ih = np.ascontiguousarray(p["weight_ih"])
+        K.gemm(K.BLAS, False, True, 1.0, xs.reshape(T * B, D), w_ih, 1.0, proj.reshape(T * B, -1))
+        final, cell_cache = self._loop_forward(K, xw, hbuf, col, init, p, valid, reverse, keep)
+        final = [hbuf[1 if reverse else T, :, col : col + H], *final]
+        return final, ((xs, hbuf, col, valid, reverse, cell_cache) if keep else None)
 
     def _direction_backward(
         self,
-        dhs: Array,
+        K: Any,
+        dout: Array,
         dfinal: list[Array],
         cache: Any,
         p: dict[str, Array],
         g: dict[str, Array],
-        keep_hidden_grads: bool,
-    ) -> tuple[Array, list[Array], Array | None]:
-        """dhs (T, B, H): gradient reaching each step's output. Returns dxs, dinit, dh per step."""
-        xs, init, hs, caches, mask, reverse = cache
+        dxs: Array,
+        accumulate: bool,
+        hid: Array,
+    ) -> list[Array]:
+        """dout (T, B, dirs*H): gradient of the layer's output. Adds dL/dxs into dxs."""
+        xs, hbuf, col, valid, reverse, cell_cache = cache
         T, B, D = xs.shape
         H = self.hidden_size
-        G = self.gates * H
-        dax = np.empty((T, B, G), self.dtype)
-        dah = dax if self._shared_preact_grads() else np.empty((T, B, G), self.dtype)
-        dstate = [d.copy() for d in dfinal]
-        dh_steps = np.empty((T, B, H), self.dtype) if keep_hidden_grads else None
-        for t in range(T) if reverse else range(T - 1, -1, -1):
-            dstate[0] = dstate[0] + dhs[t]
-            if dh_steps is not None:
-                dh_steps[t] = dstate[0]
-            if mask is not None:
-                m = mask[t]
-                dnew = [d * m for d in dstate]
-                dpass = [d * (1 - m) for d in dstate]  # to the unchanged previous state
-            else:
-                dnew, dpass = dstate, None
-            dax_t, dah_t, dprev = self._step_backward(dnew, caches[t], p, g)
-            dax[t] = dax_t
-            if dah is not dax:
-                dah[t] = dah_t
-            dstate = dprev if dpass is None else [a + b for a, b in zip(dprev, dpass, strict=True)]
-        # the previous state of every step, aligned with t
-        if reverse:
-            h_prev = np.concatenate([hs[1:], init[0][None]], axis=0)
-        else:
-            h_prev = np.concatenate([init[0][None], hs[:-1]], axis=0)
+        dax, dah, dinit, (dbx, dbh) = self._loop_backward(
+            K, dout, col, dfinal, (hbuf, col, valid, reverse, cell_cache), p, g, hid
+        )
         # weight gradients of all T steps: one matmul each after the loop
-        x2 = xs.reshape(T * B, D)
-        dax2 = dax.reshape(T * B, G)
-        g["weight_ih"] += dax2.T @ x2
-        g["weight_hh"] += self._weight_hh_grad(dah, h_prev, caches)
-        if self.bias:
-            g["bias_ih"] += dax2.sum(axis=0)
-            g["bias_hh"] += dah.reshape(T * B, G).sum(axis=0)
-        dxs = (dax2 @ p["weight_ih"]).reshape(T, B, D)
-        return dxs, dstate, dh_steps
-
-    def _shared_preact_grads(self) -> bool:
-        """True when the input-side and recurrent-side pre-activation gradients coincide."""
-        return True
+        G = dax.shape[-1]
+        x2, dax2, dah2 = xs.reshape(T * B, D), dax.reshape(T * B, G), dah.reshape(T * B, G)
+        _gemm_into(K, g["weight_ih"], dax2, x2, trans_a=True)
+        # the previous state of every step: slots 0..T-1 (forward) or 2..T+1 (reverse)
+        h_prev = hbuf[2:] if reverse else hbuf[:T]
+        h_prev2 = h_prev.reshape(T * B, -1)[:, col : col + H]
+        self._weight_hh_grad(K, dah2, h_prev2, cell_cache, g["weight_hh"])
+        if self.bias:  # summed over steps and rows inside the loop
+            g["bias_ih"] += dbx
+            g["bias_hh"] += dbh
+        w_ih = np.ascontiguousarray(p["weight_ih"])
+        K.gemm(K.BLAS, False, False, 1.0, dax2, w_ih, 1.0 if accumulate else 0.0,
+               dxs.reshape(T * B, D))  # fmt: skip
+        return dinit
 
     # --- the whole stack -----------------------------------------------------------------------
 
@@ -342,15 +348,17 @@ class Recurrent(Module):
     def _forward(
         self, x: Any, state: Any, lengths: Any, training: bool, keep: bool
     ) -> tuple[Array, State, Any]:
+        K = _kernels()
         x = self._check_input(x)
         B, T, _ = x.shape
         lengths = self._check_lengths(lengths, B, T)
         init = self._check_state(state, B)
         mask = None
+        valid = np.zeros((0, 0), np.uint8)  # no padding
         if lengths is not None:
-            valid = np.arange(T)[:, None] < lengths[None, :]
+            valid = (np.arange(T)[:, None] < lengths[None, :]).astype(np.uint8)  # (T, B)
             mask = valid[:, :, None].astype(self.dtype)  # (T, B, 1): 1 valid, 0 padding
-        dirs = self.num_directions
+        dirs, H = self.num_directions, self.hidden_size
         finals = [np.empty(self._state_shape(B), self.dtype) for _ in range(self.n_states)]
         layer_in = np.ascontiguousarray(x.transpose(1, 0, 2))  # (T, B, D) time-major
         layer_caches = []
@@ -358,24 +366,27 @@ class Recurrent(Module):
             drop_cache = None
             if layer > 0 and self.dropout > 0:
                 layer_in, drop_cache = dropout_forward(layer_in, self.dropout, self.rng, training)
-            out = np.empty((T, B, dirs * self.hidden_size), self.dtype)
+            # slot 0: forward initial state, 1..T: outputs, T+1: reverse initial state
+            hbuf = np.empty((T + dirs, B, dirs * H), self.dtype)
             dir_caches = []
             for d in range(dirs):
                 p, _ = self._views(layer, d)
                 idx = layer * dirs + d
-                hs, final, c = self._direction_forward(
-                    layer_in, [s[idx] for s in init], p, mask, reverse=bool(d), keep=keep
+                final, c = self._direction_forward(
+                    K, layer_in, hbuf, d, [s[idx] for s in init], p, valid, keep
                 )
                 for f, s in zip(finals, final, strict=True):
                     f[idx] = s
-                out[:, :, d * self.hidden_size : (d + 1) * self.hidden_size] = hs
                 dir_caches.append(c)
+            out = hbuf[1 : T + 1]  # (T, B, dirs*H), contiguous
             if mask is not None:
-                out *= mask  # steps past a sequence's end output zeros
+                out = out * mask  # steps past a sequence's end output zeros (hbuf keeps states)
             layer_caches.append((drop_cache, dir_caches))
             layer_in = out
         out_b = layer_in.transpose(1, 0, 2)  # (B, T, dirs*H), a view
-        cache = (layer_caches, mask, x.shape) if keep else None
+        if keep:  # a copy, so that changing the output in place cannot corrupt the cache
+            out_b = out_b.copy()
+        cache = (layer_caches, x.shape) if keep else None
         return out_b, self._pack_state(finals), cache
 
     def backward(
@@ -402,38 +413,37 @@ class Recurrent(Module):
             raise ValueError(
                 "cache: None (was the forward pass run with layer(...) for inference?)"
             )
-        layer_caches, mask, (B, T, D) = cache
+        K = _kernels()
+        layer_caches, (B, T, D) = cache
         dirs, H = self.num_directions, self.hidden_size
         dout = np.asarray(dout)
         if dout.shape != (B, T, dirs * H):
             raise ValueError(f"dout: expected shape {(B, T, dirs * H)}, got {dout.shape}")
         dfinal = self._check_state(dstate, B)
-        d_out_tm = np.ascontiguousarray(dout.transpose(1, 0, 2), dtype=self.dtype)  # (T, B, dirs*H)
+        # (T, B, dirs*H); the loops ignore the gradient of padded outputs (constants)
+        d_out_tm = np.ascontiguousarray(dout.transpose(1, 0, 2), dtype=self.dtype)
         dinit = [np.empty(self._state_shape(B), self.dtype) for _ in range(self.n_states)]
         hidden = (
             np.empty((self.num_layers * dirs, B, T, H), self.dtype) if return_hidden_grads else None
         )
+        no_hidden = np.empty((0, B, H), self.dtype)
         for layer in range(self.num_layers - 1, -1, -1):
             drop_cache, dir_caches = layer_caches[layer]
-            if mask is not None:
-                d_out_tm = d_out_tm * mask  # padded outputs are constants
             d_in = None
             for d in range(dirs):
                 p, g = self._views(layer, d)
                 idx = layer * dirs + d
-                dxs, d0, dh_steps = self._direction_backward(
-                    np.ascontiguousarray(d_out_tm[:, :, d * H : (d + 1) * H]),
-                    [s[idx] for s in dfinal],
-                    dir_caches[d],
-                    p,
-                    g,
-                    return_hidden_grads,
+                if d_in is None:
+                    xs = dir_caches[d][0]
+                    d_in = np.empty(xs.shape, self.dtype)
+                hid = np.empty((T, B, H), self.dtype) if hidden is not None else no_hidden
+                d0 = self._direction_backward(
+                    K, d_out_tm, [s[idx] for s in dfinal], dir_caches[d], p, g, d_in, d > 0, hid
                 )
                 for di, s in zip(dinit, d0, strict=True):
                     di[idx] = s
                 if hidden is not None:
-                    hidden[idx] = dh_steps.transpose(1, 0, 2)
-                d_in = dxs if d_in is None else d_in + dxs
+                    hidden[idx] = hid.transpose(1, 0, 2)
             d_out_tm = dropout_backward(d_in, drop_cache)
         dx = d_out_tm.transpose(1, 0, 2)
         if hidden is not None:
@@ -484,9 +494,22 @@ class RNN(Recurrent):
         h, c = rnn_step_forward(xw, prev[0], w_hh_t, self.nonlinearity)
         return [h], c
 
-    def _step_backward(self, dnew, cache, p, g):  # type: ignore[no-untyped-def]
-        da, dh_prev = rnn_step_backward(dnew[0], cache, p["weight_hh"])
-        return da, da, [dh_prev]
+    def _loop_forward(self, K, xw, hbuf, col, init, p, valid, reverse, keep):  # type: ignore[no-untyped-def]
+        w_hh_t = K.transpose(K.BLAS, np.ascontiguousarray(p["weight_hh"]))  # (H, H)
+        code = K.ACT_CODES[self.nonlinearity]
+        K.rnn_forward(K.BLAS, xw, w_hh_t, hbuf, col, reverse, valid, code)
+        return [], ()
+
+    def _loop_backward(self, K, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
+        hbuf, col, valid, reverse, _ = cache
+        T, B, _ = dout.shape
+        dh = dfinal[0].copy()  # (B, H), becomes dL/dh_init
+        da = np.empty((T, B, self.hidden_size), self.dtype)
+        db = np.zeros(self.hidden_size, self.dtype)
+        w_hh = np.ascontiguousarray(p["weight_hh"])
+        code = K.ACT_CODES[self.nonlinearity]
+        K.rnn_backward(K.BLAS, hbuf, col, w_hh, dout, dcol, dh, da, db, valid, reverse, code, hid)
+        return da, da, [dh], (db, db)
 
 
 class LSTM(Recurrent):
@@ -516,6 +539,7 @@ class LSTM(Recurrent):
 
     mode = "LSTM"
     gates = 4
+    gate_slot = 1
     n_states = 2
 
     def __init__(
@@ -544,15 +568,39 @@ class LSTM(Recurrent):
         h, c, cache = lstm_step_forward(xw, prev[0], prev[1], w_hh_t, self._peep(p))
         return [h, c], cache
 
-    def _step_backward(self, dnew, cache, p, g):  # type: ignore[no-untyped-def]
-        da, dh_prev, dc_prev, dpeep = lstm_step_backward(
-            dnew[0], dnew[1], cache, p["weight_hh"], self._peep(p)
-        )
-        if dpeep is not None:
+    def _peep_rows(self, p: dict[str, Array]) -> Array:
+        """(3, H) rows w_ci, w_cf, w_co, or (0, H) without peepholes."""
+        if not self.peepholes:
+            return np.empty((0, self.hidden_size), self.dtype)
+        return np.stack([p["weight_ci"], p["weight_cf"], p["weight_co"]])
+
+    def _loop_forward(self, K, xw, hbuf, col, init, p, valid, reverse, keep):  # type: ignore[no-untyped-def]
+        T, B = xw.shape[0] - 1, xw.shape[1]
+        H = self.hidden_size
+        w_hh_t = K.transpose(K.BLAS, np.ascontiguousarray(p["weight_hh"]))  # (H, 4H)
+        cbuf = np.empty((T + 1, B, H), self.dtype)  # c_t; slot 0 (T reversed): c_init
+        cbuf[T if reverse else 0] = init[1]
+        tcbuf = np.empty((T if keep else 1, B, H), self.dtype)  # tanh(c_t), for backward
+        K.lstm_forward(K.BLAS, xw, w_hh_t, hbuf, col, cbuf, tcbuf, reverse, valid,
+                       self._peep_rows(p))  # fmt: skip
+        gates = xw[1:] if reverse else xw[:T]  # (T, B, 4H): step t's gates at [t]
+        return [cbuf[0 if reverse else T]], (gates, cbuf, tcbuf)
+
+    def _loop_backward(self, K, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
+        hbuf, col, valid, reverse, (gates, cbuf, tcbuf) = cache
+        dh, dc = dfinal[0].copy(), dfinal[1].copy()  # (B, H), become the initial state's grads
+        da = np.empty(gates.shape, self.dtype)  # (T, B, 4H)
+        db = np.zeros(gates.shape[-1], self.dtype)
+        peep = self._peep_rows(p)
+        dpeep = np.zeros_like(peep)
+        w_hh = np.ascontiguousarray(p["weight_hh"])
+        K.lstm_backward(K.BLAS, gates, cbuf, tcbuf, w_hh, dout, dcol, dh, dc, da, db, valid,
+                        reverse, peep, dpeep, hid)  # fmt: skip
+        if self.peepholes:
             g["weight_ci"] += dpeep[0]
             g["weight_cf"] += dpeep[1]
             g["weight_co"] += dpeep[2]
-        return da, da, [dh_prev, dc_prev]
+        return da, da, [dh, dc], (db, db)
 
 
 class GRU(Recurrent):
@@ -577,6 +625,7 @@ class GRU(Recurrent):
 
     mode = "GRU"
     gates = 3
+    gate_slot = 1
 
     def __init__(
         self, input_size: int, hidden_size: int, num_layers: int = 1,
@@ -593,23 +642,52 @@ class GRU(Recurrent):
             return p["bias_hh"]
         return np.zeros(self.gates * self.hidden_size, self.dtype)
 
-    def _shared_preact_grads(self) -> bool:
-        return False
+    def _loop_input_bias(self, p: dict[str, Array]) -> Array | float:
+        # reset_after: b_hn stays inside r * (W_hn h + b_hn); textbook: all of b_hh folds
+        if not self.bias:
+            return 0.0
+        if not self.reset_after:
+            return p["bias_ih"] + p["bias_hh"]
+        b = p["bias_ih"].copy()
+        b[: 2 * self.hidden_size] += p["bias_hh"][: 2 * self.hidden_size]
+        return b
 
     def _step_forward(self, xw, prev, p, w_hh_t):  # type: ignore[no-untyped-def]
         h, cache = gru_step_forward(xw, prev[0], w_hh_t, self._b_hh(p), self.reset_after)
         return [h], cache
 
-    def _step_backward(self, dnew, cache, p, g):  # type: ignore[no-untyped-def]
-        dax, dah, dh_prev = gru_step_backward(dnew[0], cache, p["weight_hh"])
-        return dax, dah, [dh_prev]
+    def _loop_forward(self, K, xw, hbuf, col, init, p, valid, reverse, keep):  # type: ignore[no-untyped-def]
+        T, B = xw.shape[0] - 1, xw.shape[1]
+        H = self.hidden_size
+        w_hh_t = K.transpose(K.BLAS, np.ascontiguousarray(p["weight_hh"]))  # (H, 3H)
+        # reset_after: W_hn h_{t-1} + b_hn; textbook: r * h_{t-1}; kept for backward
+        aux = np.empty((T if keep else 1, B, H), self.dtype)
+        gh = np.empty((B, 3 * H), self.dtype)  # scratch
+        b_hn = np.ascontiguousarray(self._b_hh(p)[2 * H :])
+        K.gru_forward(K.BLAS, xw, w_hh_t, b_hn, hbuf, col, aux, gh, reverse, valid,
+                      self.reset_after)  # fmt: skip
+        return [], (xw[1:] if reverse else xw[:T], aux)
 
-    def _weight_hh_grad(self, dah: Array, h_prev: Array, caches: list[Any]) -> Array:
+    def _loop_backward(self, K, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
+        hbuf, col, valid, reverse, (gates, aux) = cache
+        B, H = dfinal[0].shape
+        dh = dfinal[0].copy()  # (B, H), becomes dL/dh_init
+        dax = np.empty(gates.shape, self.dtype)  # (T, B, 3H)
+        dah = np.empty_like(dax) if self.reset_after else dax
+        drec = np.empty((B, H), self.dtype)  # scratch
+        dbx = np.zeros(3 * H, self.dtype)
+        dbh = np.zeros(3 * H, self.dtype) if self.reset_after else dbx
+        w_hh = np.ascontiguousarray(p["weight_hh"])
+        K.gru_backward(K.BLAS, gates, hbuf, col, aux, w_hh, dout, dcol, dh, dax, dah, dbx, dbh,
+                       drec, valid, reverse, self.reset_after, hid)  # fmt: skip
+        return dax, dah, [dh], (dbx, dbh)
+
+    def _weight_hh_grad(self, K: Any, dah2: Array, h_prev2: Array, cache: Any, gw: Array) -> None:
         if self.reset_after:
-            return super()._weight_hh_grad(dah, h_prev, caches)
+            super()._weight_hh_grad(K, dah2, h_prev2, cache, gw)
+            return
         # textbook form: the n rows of W_hh multiply r * h_{t-1}, not h_{t-1}
         H = self.hidden_size
-        rec_in = np.stack([c[5] for c in caches])  # (T, B, H)
-        top = dah[:, :, : 2 * H].reshape(-1, 2 * H).T @ h_prev.reshape(-1, H)
-        bottom = dah[:, :, 2 * H :].reshape(-1, H).T @ rec_in.reshape(-1, H)
-        return np.concatenate([top, bottom], axis=0)
+        rec_in = cache[1].reshape(-1, H)  # (T*B, H)
+        _gemm_into(K, gw[: 2 * H], dah2[:, : 2 * H], h_prev2, trans_a=True)
+        _gemm_into(K, gw[2 * H :], dah2[:, 2 * H :], rec_in, trans_a=True)

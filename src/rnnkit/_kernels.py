@@ -1,0 +1,709 @@
+"""Compiled BPTT loops (numba) behind :mod:`rnnkit.layers`. Imported lazily on the first call.
+
+The arithmetic is that of :mod:`rnnkit.cells` (the NumPy reference, one step at a time);
+here the whole time loop of one layer and direction runs in one compiled function, so a step
+costs one BLAS call for the recurrent matmul plus a few vectorised passes over the gates,
+with no Python in between.
+
+Layouts (time-major, C-contiguous; B batch, T time, H hidden, G = gates * H, C columns of
+the layer's output, dirs * H):
+
+- ``xw`` (T, B, G) for the RNN, (T + 1, B, G) for the LSTM and GRU (see ``_gate_slots``):
+  the input projection W_ih x_t + biases, computed by the layer before the loop; the
+  forward loop adds the recurrent matmul in place and then writes the gate activations,
+  which backward reads.
+- ``hbuf`` (T + 2, B, C): slot 0 holds the forward direction's initial state, slots 1..T
+  the state after each step, slot T + 1 the reverse direction's initial state; direction
+  ``d`` owns columns ``col = d * H`` to ``col + H``. So step t reads h_{t-1} from slot t
+  (forward) or t + 2 (reverse) and writes slot t + 1, and the previous states of all T
+  steps are one strided (T*B, H) matrix, which makes dW_hh one matmul after the loop.
+- ``cbuf`` (T + 1, B, H), the LSTM's cell states: slot 0 (forward) or T (reverse) holds
+  the initial state, c_t is in slot t + 1 (forward) or t (reverse).
+- ``valid`` (T, B) uint8: 1 where step t of sequence b is real, 0 for padding (the state is
+  carried unchanged); an empty (0, 0) array means no padding.
+- Backward keeps the gradient reaching the state, ``dh`` (B, H) (and ``dc``), and adds the
+  output gradient ``dout`` (T, B, C) of each step to it; it writes the gradients of the gate
+  pre-activations, ``dax`` (input side) and ``dah`` (recurrent side; the same array except
+  in the GRU), from which the layer computes every weight gradient with one matmul.
+
+Pointwise code is written as several short loops rather than one fused loop: LLVM
+vectorises a loop only if it can rule out aliasing between its arrays at run time, and a
+loop touching eight arrays needs more checks than it is willing to emit (measured: a fused
+LSTM step 5x slower). float32 uses a rational approximation of tanh (Eigen's, relative
+error < 3e-7) because numba's ``math.tanh`` is a scalar libm call that blocks vectorisation;
+float64 uses ``math.tanh``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import glob
+import math
+import os
+import sys
+
+import numba as nb
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload
+
+# 'contract' lets LLVM fuse a*b+c into FMAs; nothing that changes results beyond rounding.
+_JIT = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}, "nogil": True}
+
+ACT_CODES = {"tanh": 0, "relu": 1, "sigmoid": 2}
+
+# --- BLAS: numpy's own library, called from compiled code ------------------------------------
+
+
+def _blas_candidates() -> list[str]:
+    """Shared libraries that may hold a CBLAS sgemm, numpy's own first."""
+    root = os.path.dirname(np.__file__)
+    paths: list[str] = []
+    for pattern in ("../numpy.libs/*blas*", ".dylibs/*blas*", "../numpy.libs/*.dll"):
+        paths += sorted(glob.glob(os.path.join(root, pattern)))
+    if sys.platform == "darwin":
+        paths.append("/System/Library/Frameworks/Accelerate.framework/Accelerate")
+    for name in ("openblas", "cblas", "blas", "mkl_rt"):
+        found = ctypes.util.find_library(name)
+        if found:
+            paths.append(found)
+    return paths
+
+
+def _address(lib: ctypes.CDLL, name: str) -> int:
+    fn = getattr(lib, name, None)
+    return 0 if fn is None else int(ctypes.cast(fn, ctypes.c_void_p).value or 0)
+
+
+def _uses_64bit_ints(lib: ctypes.CDLL, prefix: str, suffix: str) -> bool:
+    """Whether a CBLAS takes 64-bit integers: the ``64_`` suffix says so; an unsuffixed
+    OpenBLAS tells in its build configuration; anything else is taken as 32-bit."""
+    if suffix == "64_":
+        return True
+    config = getattr(lib, f"{prefix.replace('cblas_', '')}openblas_get_config{suffix}", None)
+    if config is None:
+        return False
+    config.restype = ctypes.c_char_p
+    return b"USE64BITINT" in (config() or b"")
+
+
+def find_blas() -> tuple[int, int, int, int, int]:
+    """Addresses of a CBLAS: (sgemm, dgemm, 1 if 64-bit integers, somatcopy, domatcopy).
+
+    Zeros where nothing is found. numpy >= 2 wheels bundle OpenBLAS with 64-bit integers
+    and prefixed names (``scipy_cblas_sgemm64_``); loading the same file again returns the
+    library numpy already uses, so threadpoolctl and ``OPENBLAS_NUM_THREADS`` govern both.
+    ``?omatcopy`` (an OpenBLAS extension, a fast transpose) is optional.
+    """
+    names = [("scipy_cblas_", "64_"), ("cblas_", "64_"), ("cblas_", "")]
+    for path in _blas_candidates():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix, suffix in names:
+            s, d = (_address(lib, f"{prefix}{t}gemm{suffix}") for t in "sd")
+            if s and d:
+                so, do = (_address(lib, f"{prefix}{t}omatcopy{suffix}") for t in "sd")
+                return s, d, int(_uses_64bit_ints(lib, prefix, suffix)), so, do
+    return 0, 0, 0, 0, 0
+
+
+BLAS = find_blas()  # passed to every loop; zeros select the slow compiled fallbacks
+
+
+def _cblas_gemm(int_bits: int):  # type: ignore[no-untyped-def]
+    """An intrinsic calling cblas_?gemm at a run-time address (so compiled code caches)."""
+
+    @intrinsic
+    def call(typingctx, fn, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):  # type: ignore[no-untyped-def]
+        def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+            fn, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc = args
+            i32, iN = ir.IntType(32), ir.IntType(int_bits)
+            ft = context.get_value_type(sig.args[6])
+            ptr = ir.IntType(8).as_pointer()
+            fnty = ir.FunctionType(
+                ir.VoidType(), [i32, i32, i32, iN, iN, iN, ft, ptr, iN, ptr, iN, ft, ptr, iN]
+            )
+
+            def to_int(v):  # type: ignore[no-untyped-def]
+                return builder.trunc(v, iN) if int_bits < 64 else v
+
+            builder.call(
+                builder.inttoptr(fn, fnty.as_pointer()),
+                [ir.Constant(i32, 101),  # CblasRowMajor
+                 builder.trunc(ta, i32), builder.trunc(tb, i32),
+                 to_int(m), to_int(n), to_int(k), alpha,
+                 builder.inttoptr(a, ptr), to_int(lda), builder.inttoptr(b, ptr), to_int(ldb),
+                 beta, builder.inttoptr(c, ptr), to_int(ldc)],
+            )  # fmt: skip
+            return context.get_dummy_value()
+
+        i64 = types.int64
+        sig = types.void(i64, i64, i64, i64, i64, i64, alpha, i64, i64, i64, i64, alpha, i64, i64)
+        return sig, codegen
+
+    return call
+
+
+_cblas_gemm64 = _cblas_gemm(64)
+_cblas_gemm32 = _cblas_gemm(32)
+
+
+def _cblas_omatcopy(int_bits: int):  # type: ignore[no-untyped-def]
+    """An intrinsic calling cblas_?omatcopy(order, trans, rows, cols, alpha, a, lda, b, ldb)."""
+
+    @intrinsic
+    def call(typingctx, fn, rows, cols, alpha, a, lda, b, ldb):  # type: ignore[no-untyped-def]
+        def codegen(context, builder, sig, args):  # type: ignore[no-untyped-def]
+            fn, rows, cols, alpha, a, lda, b, ldb = args
+            i32, iN = ir.IntType(32), ir.IntType(int_bits)
+            ft = context.get_value_type(sig.args[3])
+            ptr = ir.IntType(8).as_pointer()
+            fnty = ir.FunctionType(ir.VoidType(), [i32, i32, iN, iN, ft, ptr, iN, ptr, iN])
+
+            def to_int(v):  # type: ignore[no-untyped-def]
+                return builder.trunc(v, iN) if int_bits < 64 else v
+
+            builder.call(
+                builder.inttoptr(fn, fnty.as_pointer()),
+                [ir.Constant(i32, 101), ir.Constant(i32, 112),  # CblasRowMajor, CblasTrans
+                 to_int(rows), to_int(cols), alpha, builder.inttoptr(a, ptr), to_int(lda),
+                 builder.inttoptr(b, ptr), to_int(ldb)],
+            )  # fmt: skip
+            return context.get_dummy_value()
+
+        i64 = types.int64
+        return types.void(i64, i64, i64, alpha, i64, i64, i64, i64), codegen
+
+    return call
+
+
+_cblas_omatcopy64 = _cblas_omatcopy(64)
+_cblas_omatcopy32 = _cblas_omatcopy(32)
+
+
+def _cast(x, like):  # type: ignore[no-untyped-def]
+    """x converted to the dtype of the array ``like`` (compiled code only)."""
+
+
+@overload(_cast, jit_options=_JIT)
+def _cast_impl(x, like):  # type: ignore[no-untyped-def]
+    # numba promotes int64 (op) float32 to float64: every constant meeting float32 data must
+    # be cast first, or the arithmetic silently runs (unvectorised) in float64
+    dtype = like.dtype if isinstance(like, types.Array) else like
+    if dtype == types.float32:
+        return lambda x, like: np.float32(x)
+    return lambda x, like: np.float64(x)
+
+
+@nb.njit(**_JIT)
+def _lead(a):  # type: ignore[no-untyped-def]
+    """The leading dimension of a 2-D array with unit column stride, as BLAS wants it."""
+    if a.shape[1] > 1 and a.strides[1] != a.itemsize:
+        raise ValueError("gemm: columns must be contiguous")
+    return max(a.strides[0] // a.itemsize, a.shape[1], 1)
+
+
+@nb.njit(**_JIT)
+def gemm(blas, trans_a, trans_b, alpha, a, b, beta, c):  # type: ignore[no-untyped-def]
+    """c = alpha op(a) op(b) + beta c for row-major 2-D arrays (op: transpose if trans_*).
+
+    ``blas`` is :data:`BLAS`; without a BLAS it runs a plain compiled loop (slow, correct).
+    """
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    if m == 0 or n == 0:
+        return
+    if blas[0] != 0:
+        fn = blas[0] if c.itemsize == 4 else blas[1]
+        ta, tb = 112 if trans_a else 111, 112 if trans_b else 111
+        al, be = _cast(alpha, c), _cast(beta, c)
+        pa, pb, pc = a.ctypes.data, b.ctypes.data, c.ctypes.data
+        la, lb, lc = _lead(a), _lead(b), _lead(c)
+        if blas[2]:
+            _cblas_gemm64(fn, ta, tb, m, n, k, al, pa, la, pb, lb, be, pc, lc)
+        else:
+            _cblas_gemm32(fn, ta, tb, m, n, k, al, pa, la, pb, lb, be, pc, lc)
+        return
+    aa = a.T if trans_a else a
+    bb = b.T if trans_b else b
+    for i in range(m):
+        row = np.zeros(n, c.dtype)
+        for p in range(k):
+            s = aa[i, p]
+            for j in range(n):
+                row[j] += s * bb[p, j]
+        for j in range(n):
+            c[i, j] = alpha * row[j] + (beta * c[i, j] if beta != 0 else 0)
+
+
+@nb.njit(**_JIT)
+def transpose(blas, a):  # type: ignore[no-untyped-def]
+    """a.T as a new C-contiguous array (a C-contiguous 2-D): BLAS ?omatcopy, else 32 x 32 tiles.
+
+    The recurrent weight is transposed on every forward call, and NumPy's
+    ``ascontiguousarray(a.T)`` thrashes the cache on power-of-two widths: 8 ms for a
+    (2048, 512) float32 matrix, 14x its plain copy; OpenBLAS's omatcopy takes 1.5 ms.
+    """
+    R, C = a.shape
+    out = np.empty((C, R), a.dtype)
+    fn = blas[3] if a.itemsize == 4 else blas[4]
+    if fn != 0 and R > 0 and C > 0:
+        one = _cast(1.0, a)
+        if blas[2]:
+            _cblas_omatcopy64(fn, R, C, one, a.ctypes.data, C, out.ctypes.data, R)
+        else:
+            _cblas_omatcopy32(fn, R, C, one, a.ctypes.data, C, out.ctypes.data, R)
+        return out
+    for i0 in range(0, R, 32):
+        i1 = min(i0 + 32, R)
+        for j0 in range(0, C, 32):
+            j1 = min(j0 + 32, C)
+            for j in range(j0, j1):
+                for i in range(i0, i1):
+                    out[j, i] = a[i, j]
+    return out
+
+
+# --- activations -------------------------------------------------------------------------------
+
+
+def _tanh(x):  # type: ignore[no-untyped-def]
+    """tanh for compiled code: a vectorisable rational approximation in float32."""
+
+
+@overload(_tanh, jit_options=_JIT)
+def _tanh_impl(x):  # type: ignore[no-untyped-def]
+    if x == types.float32:
+
+        def tanh32(x):  # type: ignore[no-untyped-def]
+            # Eigen's generic_fast_tanh_float: x clamped to +-7.9053 (where tanh rounds to
+            # +-1 in float32), then a 13/6-degree odd/even rational minimax fit.
+            clamp = np.float32(7.90531110763549805)
+            y = clamp if x > clamp else x  # written so that NaN passes through
+            y = -clamp if y < -clamp else y
+            y2 = y * y
+            p = y2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
+            p = y2 * p + np.float32(-8.60467152213735e-11)
+            p = y2 * p + np.float32(5.12229709037114e-08)
+            p = y2 * p + np.float32(1.48572235717979e-05)
+            p = y2 * p + np.float32(6.37261928875436e-04)
+            p = y2 * p + np.float32(4.89352455891786e-03)
+            q = y2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
+            q = y2 * q + np.float32(2.26843463243900e-03)
+            q = y2 * q + np.float32(4.89352518554385e-03)
+            return y * p / q
+
+        return tanh32
+    return lambda x: math.tanh(x)
+
+
+@nb.njit(**_JIT)
+def _sigmoid(x):  # type: ignore[no-untyped-def]
+    """1 / (1 + e^-x) = (1 + tanh(x / 2)) / 2, as :func:`rnnkit.ops.sigmoid`."""
+    half = _cast(0.5, x)
+    return half + half * _tanh(half * x)
+
+
+@nb.njit(**_JIT)
+def tanh_array(x, out):  # type: ignore[no-untyped-def]
+    """out = tanh(x) elementwise with the compiled tanh (1-D arrays; used by the tests)."""
+    for i in range(x.shape[0]):
+        out[i] = _tanh(x[i])
+
+
+@nb.njit(**_JIT)
+def _act(x, code):  # type: ignore[no-untyped-def]
+    if code == 0:
+        return _tanh(x)
+    if code == 1:
+        zero = _cast(0.0, x)
+        return zero if x < zero else x  # NaN passes through, as np.maximum
+    return _sigmoid(x)
+
+
+@nb.njit(**_JIT)
+def _act_grad(y, code):  # type: ignore[no-untyped-def]
+    """d act / d x in terms of y = act(x): 1 - y^2, [y > 0], y (1 - y)."""
+    one = _cast(1.0, y)
+    if code == 0:
+        return one - y * y
+    if code == 1:
+        return one if y > 0 else _cast(0.0, y)
+    return y * (one - y)
+
+
+# --- helpers shared by the loops ---------------------------------------------------------------
+#
+# Inner loops run over 1-D row views with indices from 0: an index such as ``col + j`` into
+# a 3-D array makes numba emit a wraparound select for negative indices, and LLVM then cannot
+# analyse the addresses and leaves the loop scalar.
+
+
+@nb.njit(**_JIT)
+def _slots(t, reverse):  # type: ignore[no-untyped-def]
+    """(hbuf slot of h_{t-1}, hbuf slot of h_t) for step t."""
+    return (t + 2, t + 1) if reverse else (t, t + 1)
+
+
+@nb.njit(**_JIT)
+def _gate_slots(t, reverse):  # type: ignore[no-untyped-def]
+    """(xw slot of step t's pre-activations, xw slot its gate activations go to).
+
+    xw has T + 1 slots: the pre-activations of step t sit one slot past its gates, so
+    each step writes its gates out of place (which vectorises better than in place) into
+    the slot of the step before it, already consumed, and xw[:T] (forward) or xw[1:]
+    (reverse) ends up holding the gates of steps 0..T-1 in order.
+    """
+    return (t, t + 1) if reverse else (t + 1, t)
+
+
+@nb.njit(**_JIT)
+def _carry(valid, t, b):  # type: ignore[no-untyped-def]
+    """True when step t of sequence b is padding (its state is carried unchanged)."""
+    return valid.shape[0] > 0 and valid[t, b] == 0
+
+
+@nb.njit(**_JIT)
+def _copy(dst, src):  # type: ignore[no-untyped-def]
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
+
+
+@nb.njit(**_JIT)
+def _zero(dst):  # type: ignore[no-untyped-def]
+    for j in range(dst.shape[0]):
+        dst[j] = 0
+
+
+@nb.njit(**_JIT)
+def _add(dst, src):  # type: ignore[no-untyped-def]
+    for j in range(dst.shape[0]):
+        dst[j] += src[j]
+
+
+@nb.njit(**_JIT)
+def _add_output_grad(dh, dout, t, col, valid, hid):  # type: ignore[no-untyped-def]
+    """dh += dout[t] (the step's output gradient; none at padding); keep it if asked."""
+    B, H = dh.shape
+    for b in range(B):
+        if not _carry(valid, t, b):
+            _add(dh[b], dout[t, b, col : col + H])
+        if hid.shape[0] > 0:
+            _copy(hid[t, b], dh[b])
+
+
+@nb.njit(**_JIT)
+def _recurrent_grad(blas, dh, da_t, w_hh, db, valid, t):  # type: ignore[no-untyped-def]
+    """db += the rows of da_t; dh <- (dh at padding rows, else 0) + da_t W_hh: dL/dh_{t-1}."""
+    for b in range(da_t.shape[0]):
+        _add(db, da_t[b])
+    if valid.shape[0] > 0:
+        for b in range(dh.shape[0]):
+            if valid[t, b] != 0:
+                _zero(dh[b])
+        gemm(blas, False, False, 1.0, da_t, w_hh, 1.0, dh)
+    else:
+        gemm(blas, False, False, 1.0, da_t, w_hh, 0.0, dh)
+
+
+# --- vanilla RNN ---------------------------------------------------------------------------------
+
+
+@nb.njit(**_JIT)
+def rnn_forward(blas, xw, w_hh_t, hbuf, col, reverse, valid, act):  # type: ignore[no-untyped-def]
+    """h_t = act(xw_t + h_{t-1} W_hh^T) for all t; xw (T, B, H) is overwritten."""
+    T, B, H = xw.shape
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        hp, ho = _slots(t, reverse)
+        a = xw[t]
+        gemm(blas, False, False, 1.0, hbuf[hp, :, col : col + H], w_hh_t, 1.0, a)
+        for b in range(B):
+            h_new = hbuf[ho, b, col : col + H]
+            if _carry(valid, t, b):
+                _copy(h_new, hbuf[hp, b, col : col + H])
+                continue
+            a_b = a[b]
+            if act == 0:
+                for j in range(H):
+                    h_new[j] = _tanh(a_b[j])
+            else:
+                for j in range(H):
+                    h_new[j] = _act(a_b[j], act)
+
+
+@nb.njit(**_JIT)
+def rnn_backward(blas, hbuf, col, w_hh, dout, dcol, dh, da, db, valid, reverse, act, hid):  # type: ignore[no-untyped-def]
+    """Fills da (T, B, H) with dL/d(pre-activation), adds its sum over steps and rows to db
+    (H,); dh (B, H) ends as dL/dh_init."""
+    T, B, H = da.shape
+    one = _cast(1.0, da)
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        _, ho = _slots(t, reverse)
+        _add_output_grad(dh, dout, t, dcol, valid, hid)
+        for b in range(B):
+            d = da[t, b]
+            if _carry(valid, t, b):
+                _zero(d)
+                continue
+            h, dh_b = hbuf[ho, b, col : col + H], dh[b]
+            if act == 0:
+                for j in range(H):
+                    d[j] = dh_b[j] * (one - h[j] * h[j])
+            else:
+                for j in range(H):
+                    d[j] = dh_b[j] * _act_grad(h[j], act)
+        _recurrent_grad(blas, dh, da[t], w_hh, db, valid, t)
+
+
+# --- LSTM ----------------------------------------------------------------------------------------
+
+
+@nb.njit(**_JIT)
+def lstm_forward(blas, xw, w_hh_t, hbuf, col, cbuf, tcbuf, reverse, valid, peep):  # type: ignore[no-untyped-def]
+    """The LSTM over all steps; xw (T+1, B, 4H) ends holding the gates i, f, g, o.
+
+    cbuf (T+1, B, H) receives c_t; tcbuf (T or 1, B, H) tanh(c_t) (kept for backward when
+    it has T slots); peep (3, H) holds w_ci, w_cf, w_co, or is empty (0, H) without peepholes.
+    """
+    T = xw.shape[0] - 1
+    B, G = xw.shape[1], xw.shape[2]
+    H = G // 4
+    has_peep = peep.shape[0] > 0
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        hp, ho = _slots(t, reverse)
+        cp, co = (t + 1, t) if reverse else (t, t + 1)
+        pa, pg = _gate_slots(t, reverse)
+        k = t if tcbuf.shape[0] > 1 else 0
+        a, g = xw[pa], xw[pg]
+        gemm(blas, False, False, 1.0, hbuf[hp, :, col : col + H], w_hh_t, 1.0, a)
+        for b in range(B):
+            h_new, c_new, c_prev = hbuf[ho, b, col : col + H], cbuf[co, b], cbuf[cp, b]
+            if _carry(valid, t, b):
+                _copy(h_new, hbuf[hp, b, col : col + H])
+                _copy(c_new, c_prev)
+                continue
+            a_i, a_f, a_g, a_o = a[b, :H], a[b, H : 2 * H], a[b, 2 * H : 3 * H], a[b, 3 * H :]
+            g_i, g_f, g_g, g_o = g[b, :H], g[b, H : 2 * H], g[b, 2 * H : 3 * H], g[b, 3 * H :]
+            tc = tcbuf[k, b]
+            if has_peep:
+                w_ci, w_cf = peep[0], peep[1]
+                for j in range(H):
+                    a_i[j] += w_ci[j] * c_prev[j]
+                for j in range(H):
+                    a_f[j] += w_cf[j] * c_prev[j]
+            a_if, g_if = a[b, : 2 * H], g[b, : 2 * H]
+            for j in range(2 * H):
+                g_if[j] = _sigmoid(a_if[j])
+            for j in range(H):
+                g_g[j] = _tanh(a_g[j])
+            for j in range(H):  # c = f * c_prev + i * g
+                c_new[j] = g_f[j] * c_prev[j] + g_i[j] * g_g[j]
+            if has_peep:
+                w_co = peep[2]
+                for j in range(H):
+                    a_o[j] += w_co[j] * c_new[j]
+            for j in range(H):
+                g_o[j] = _sigmoid(a_o[j])
+            for j in range(H):
+                tc[j] = _tanh(c_new[j])
+            for j in range(H):  # h = o * tanh(c)
+                h_new[j] = g_o[j] * tc[j]
+
+
+@nb.njit(**_JIT)
+def lstm_backward(blas, gates, cbuf, tcbuf, w_hh, dout, dcol, dh, dc, da, db, valid, reverse,
+                  peep, dpeep, hid):  # type: ignore[no-untyped-def]  # fmt: skip
+    """Fills da (T, B, 4H) and adds its sum to db (4H,); dh, dc (B, H) end as the gradients
+    of the initial state. dpeep (3, H) accumulates the peephole gradients (unused when peep
+    is empty).
+    """
+    T, B, G = da.shape
+    H = G // 4
+    one = _cast(1.0, da)
+    has_peep = peep.shape[0] > 0
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        cp, co = (t + 1, t) if reverse else (t, t + 1)
+        _add_output_grad(dh, dout, t, dcol, valid, hid)
+        for b in range(B):
+            d = da[t, b]
+            if _carry(valid, t, b):
+                _zero(d)
+                continue
+            g_i, g_f, g_g, g_o = (gates[t, b, :H], gates[t, b, H : 2 * H],
+                                  gates[t, b, 2 * H : 3 * H], gates[t, b, 3 * H :])  # fmt: skip
+            d_i, d_f, d_g, d_o = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
+            tc, c_prev, dh_b, dc_b = tcbuf[t, b], cbuf[cp, b], dh[b], dc[b]
+            # h = o * tanh(c): da_o = dh tanh(c) o (1 - o)
+            for j in range(H):
+                d_o[j] = dh_b[j] * tc[j] * g_o[j] * (one - g_o[j])
+            # dL/dc_t = dc (from c_{t+1} = f c_t + ...) + dh o (1 - tanh(c)^2) [+ da_o w_co]
+            for j in range(H):
+                dc_b[j] += dh_b[j] * g_o[j] * (one - tc[j] * tc[j])
+            if has_peep:
+                w_co = peep[2]
+                for j in range(H):
+                    dc_b[j] += d_o[j] * w_co[j]
+            # c = f * c_prev + i * g
+            for j in range(H):
+                d_i[j] = dc_b[j] * g_g[j] * g_i[j] * (one - g_i[j])
+            for j in range(H):
+                d_f[j] = dc_b[j] * c_prev[j] * g_f[j] * (one - g_f[j])
+            for j in range(H):
+                d_g[j] = dc_b[j] * g_i[j] * (one - g_g[j] * g_g[j])
+            # the constant error carousel: dc_{t-1} = dc_t f_t [+ da_i w_ci + da_f w_cf]
+            for j in range(H):
+                dc_b[j] *= g_f[j]
+            if has_peep:
+                c_new = cbuf[co, b]
+                dp_i, dp_f, dp_o = dpeep[0], dpeep[1], dpeep[2]
+                w_ci, w_cf = peep[0], peep[1]
+                for j in range(H):
+                    dp_i[j] += d_i[j] * c_prev[j]
+                for j in range(H):
+                    dp_f[j] += d_f[j] * c_prev[j]
+                for j in range(H):
+                    dp_o[j] += d_o[j] * c_new[j]
+                for j in range(H):
+                    dc_b[j] += d_i[j] * w_ci[j] + d_f[j] * w_cf[j]
+        _recurrent_grad(blas, dh, da[t], w_hh, db, valid, t)
+
+
+# --- GRU -----------------------------------------------------------------------------------------
+
+
+@nb.njit(**_JIT)
+def gru_forward(blas, xw, w_hh_t, b_hn, hbuf, col, aux, gh, reverse, valid, reset_after):  # type: ignore[no-untyped-def]
+    """The GRU over all steps; xw (T+1, B, 3H) ends holding the gates r, z, n.
+
+    reset_after: xw holds W_ih x + b_ih + [b_hr, b_hz, 0]; aux (T or 1, B, H) receives
+    W_hn h_{t-1} + b_hn (kept for backward); gh (B, 3H) is scratch.
+    textbook: xw holds W_ih x + b_ih + b_hh; aux receives r * h_{t-1}, what W_hn multiplies.
+    """
+    T = xw.shape[0] - 1
+    B, G = xw.shape[1], xw.shape[2]
+    H = G // 3
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        hp, ho = _slots(t, reverse)
+        pa, pg = _gate_slots(t, reverse)
+        k = t if aux.shape[0] > 1 else 0
+        a, g = xw[pa], xw[pg]
+        h_prev = hbuf[hp, :, col : col + H]
+        if reset_after:
+            gemm(blas, False, False, 1.0, h_prev, w_hh_t, 0.0, gh)
+        else:
+            gemm(blas, False, False, 1.0, h_prev, w_hh_t[:, : 2 * H], 1.0, a[:, : 2 * H])
+        for b in range(B):
+            x_b = aux[k, b]
+            if _carry(valid, t, b):
+                _zero(x_b)
+                continue
+            a_rz, g_rz, g_r = a[b, : 2 * H], g[b, : 2 * H], g[b, :H]
+            if reset_after:
+                gh_rz, gh_n = gh[b, : 2 * H], gh[b, 2 * H :]
+                a_n, g_n = a[b, 2 * H :], g[b, 2 * H :]
+                for j in range(2 * H):
+                    g_rz[j] = _sigmoid(a_rz[j] + gh_rz[j])
+                for j in range(H):
+                    x_b[j] = gh_n[j] + b_hn[j]
+                for j in range(H):  # n = tanh(xn + r * (W_hn h + b_hn))
+                    g_n[j] = _tanh(a_n[j] + g_r[j] * x_b[j])
+            else:
+                h_b = hbuf[hp, b, col : col + H]
+                for j in range(2 * H):
+                    g_rz[j] = _sigmoid(a_rz[j])
+                for j in range(H):
+                    x_b[j] = g_r[j] * h_b[j]
+        if not reset_after:  # n = tanh(xn + W_hn (r * h) + b_hn), b_hn already in xw
+            gemm(blas, False, False, 1.0, aux[k], w_hh_t[:, 2 * H :], 1.0, a[:, 2 * H :])
+            for b in range(B):
+                if not _carry(valid, t, b):
+                    a_n, g_n = a[b, 2 * H :], g[b, 2 * H :]
+                    for j in range(H):
+                        g_n[j] = _tanh(a_n[j])
+        for b in range(B):
+            h_new, h_b = hbuf[ho, b, col : col + H], hbuf[hp, b, col : col + H]
+            if _carry(valid, t, b):
+                _copy(h_new, h_b)
+                continue
+            g_z, g_n = g[b, H : 2 * H], g[b, 2 * H :]
+            for j in range(H):  # h = (1 - z) n + z h_prev = n + z (h_prev - n)
+                h_new[j] = g_n[j] + g_z[j] * (h_b[j] - g_n[j])
+
+
+@nb.njit(**_JIT)
+def gru_backward(blas, gates, hbuf, col, aux, w_hh, dout, dcol, dh, dax, dah, dbx, dbh, drec,
+                 valid, reverse, reset_after, hid):  # type: ignore[no-untyped-def]  # fmt: skip
+    """Fills dax and dah (T, B, 3H) (the same array in the textbook form) and adds their sums
+    to dbx and dbh (3H,) (dbh unused in the textbook form); dh ends as dL/dh_0.
+
+    drec (B, H) is scratch: the gradient of r * h_{t-1} in the textbook form.
+    """
+    T, B, G = dax.shape
+    H = G // 3
+    one = _cast(1.0, dax)
+    for s in range(T):
+        t = s if reverse else T - 1 - s
+        hp, _ = _slots(t, reverse)
+        _add_output_grad(dh, dout, t, dcol, valid, hid)
+        x_t, h_t = dax[t], dah[t]
+        for b in range(B):
+            if _carry(valid, t, b):
+                _zero(x_t[b])
+                if reset_after:
+                    _zero(h_t[b])
+                continue
+            g_r, g_z, g_n = gates[t, b, :H], gates[t, b, H : 2 * H], gates[t, b, 2 * H :]
+            d_r, d_z, d_n = x_t[b, :H], x_t[b, H : 2 * H], x_t[b, 2 * H :]
+            dh_b, h_b = dh[b], hbuf[hp, b, col : col + H]
+            # h = (1 - z) n + z h_prev
+            for j in range(H):
+                d_z[j] = dh_b[j] * (h_b[j] - g_n[j]) * g_z[j] * (one - g_z[j])
+            for j in range(H):
+                d_n[j] = dh_b[j] * (one - g_z[j]) * (one - g_n[j] * g_n[j])
+            if reset_after:
+                # a_n = xn + r * ghn
+                x_b = aux[t, b]
+                for j in range(H):
+                    d_r[j] = d_n[j] * x_b[j] * g_r[j] * (one - g_r[j])
+                _copy(h_t[b, : 2 * H], x_t[b, : 2 * H])
+                dgh_n = h_t[b, 2 * H :]
+                for j in range(H):
+                    dgh_n[j] = d_n[j] * g_r[j]
+        if not reset_after:
+            # a_n = xn + W_hn (r * h_prev) + b_hn: drec = da_n W_hn
+            gemm(blas, False, False, 1.0, x_t[:, 2 * H :], w_hh[2 * H :], 0.0, drec)
+            for b in range(B):
+                if _carry(valid, t, b):
+                    continue
+                g_r, d_r = gates[t, b, :H], x_t[b, :H]
+                drec_b, h_b = drec[b], hbuf[hp, b, col : col + H]
+                for j in range(H):
+                    d_r[j] = drec_b[j] * h_b[j] * g_r[j] * (one - g_r[j])
+        # the direct path: dh_prev = dh z [+ drec r]; padding rows pass dh through
+        for b in range(B):
+            if _carry(valid, t, b):
+                continue
+            dh_b, g_z = dh[b], gates[t, b, H : 2 * H]
+            for j in range(H):
+                dh_b[j] *= g_z[j]
+            if not reset_after:
+                drec_b, g_r = drec[b], gates[t, b, :H]
+                for j in range(H):
+                    dh_b[j] += drec_b[j] * g_r[j]
+        for b in range(B):
+            _add(dbx, x_t[b])
+        if reset_after:
+            for b in range(B):
+                _add(dbh, h_t[b])
+            gemm(blas, False, False, 1.0, h_t, w_hh, 1.0, dh)
+        else:
+            gemm(blas, False, False, 1.0, x_t[:, : 2 * H], w_hh[: 2 * H], 1.0, dh)
