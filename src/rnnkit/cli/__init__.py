@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from rnnkit.cli import classify, diagnostics, embed, lm, mt, ngram, tag
+from rnnkit.cli import classify, diagnostics, embed, lm, mt, ngram, qa, tag
 from rnnkit.io import RnnkitError
 
 
@@ -40,6 +40,7 @@ cli.add_command(classify.group)
 cli.add_command(tag.group)
 cli.add_command(mt.group)
 cli.add_command(mt.bleu_command)
+cli.add_command(qa.group)
 for _command in diagnostics.commands:
     cli.add_command(_command)
 

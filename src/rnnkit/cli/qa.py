@@ -1,0 +1,171 @@
+"""``rnnkit qa``: train, evaluate and ask question-answering models on bAbI-format stories."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rnnkit.cli.classify import (
+    POSITIVE,
+    PROB,
+    check_resume,
+    exit_if_interrupted,
+    loop_options,
+    run_options,
+)
+from rnnkit.io import RnnkitError
+from rnnkit.qa import BabiData, babi_files, draw_attention, read_babi, read_story, task_number
+from rnnkit.train.checkpoint import load_checkpoint
+from rnnkit.train.loop import run_checkpoint
+from rnnkit.train.qa_trainer import (
+    KIND_QA,
+    QATrainConfig,
+    answer_question,
+    evaluate_qa,
+    format_evaluation,
+    load_qa,
+    train_qa,
+)
+
+TASK_HELP = "bAbI task number 1-20 or 'all' (picks the files of a directory argument)."
+
+
+def _read_all(files: list[Path]) -> BabiData:
+    data = read_babi(files[0])
+    for f in files[1:]:
+        data = data + read_babi(f)
+    return data
+
+
+def _inputs(inputs: tuple[str, ...], task: str | None, split: str) -> list[Path]:
+    if any(Path(p).is_dir() for p in inputs) and task is None:
+        raise click.UsageError("--task: give a task number (1-20) or 'all' to pick the files "
+                               "of a directory")  # fmt: skip
+    return babi_files(inputs, task or "all", split)
+
+
+@click.group(name="qa")
+def group() -> None:
+    """Question answering on bAbI stories: an LSTM reader and an attentive reader."""
+
+
+@group.command("train")
+@click.argument("inputs", nargs=-1, type=click.Path())
+@click.option("--task", help=TASK_HELP)
+@click.option("--test", "tests", multiple=True, type=click.Path(dir_okay=False),
+              help="Test file(s), scored at the end (default: a directory's).")  # fmt: skip
+@click.option("--no-test", is_flag=True, help="Do not score a directory's test files.")
+@click.option("--model", type=click.Choice(["attentive", "lstm"]))
+@click.option("--answer", type=click.Choice(["auto", "class", "sequence"]),
+              help="Answer head; auto: sequence when some answer has several words.")  # fmt: skip
+@click.option("--embed", type=POSITIVE, help="Word embedding size.")
+@click.option("--hidden", type=POSITIVE,
+              help="LSTM reader: its size; attentive: encoder size per direction.")  # fmt: skip
+@click.option("--encoder", type=click.Choice(["gru", "lstm"]), help="Attentive: word encoder.")
+@click.option("--hops", type=POSITIVE, help="Attentive: attention hops.")
+@click.option("--attention", type=click.Choice(["dot", "general", "additive"]))
+@click.option("--memory", type=POSITIVE, help="Most recent statements read per story.")
+@click.option("--temporal/--no-temporal", default=None, help="Attentive: recency encoding.")
+@click.option(
+    "--fusion/--no-fusion",
+    default=None,
+    help="Attentive: a biGRU over the sentence vectors (each sees its neighbours).",
+)
+@click.option("--combine", type=POSITIVE, help="Attentive: output layer size.")
+@click.option("--decoder-hidden", type=POSITIVE, help="Sequence answers: decoder size.")
+@click.option("--dropout", type=PROB)
+@click.option("--valid-frac", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Last fraction of each training file's stories, for validation.")  # fmt: skip
+@loop_options
+@run_options("runs/qa")
+def train_cmd(
+    inputs: tuple[str, ...], task: str | None, tests: tuple[str, ...], no_test: bool,
+    out: str, resume: bool, max_steps: int | None, progress: bool, **options: Any,
+) -> None:  # fmt: skip
+    """Train on INPUTS: bAbI training files, or directories (with --task) holding
+    qaN_*_train.txt files (e.g. ../shared/data/babi/en)."""
+    given = {k: v for k, v in options.items() if v is not None}
+    if resume:
+        check_resume(given, ("INPUTS",) if inputs else ())
+        ck = load_checkpoint(Path(out) / "checkpoint", kind=KIND_QA)
+        desc = ck.config.get("data") or {}
+        train_files = [Path(p) for p in desc.get("train") or []]
+        test_files = [Path(p) for p in desc.get("test") or []]
+        if not train_files:
+            raise RnnkitError(f"{out}: the checkpoint does not name its training files")
+        cfg = None
+    else:
+        if not inputs:
+            raise click.UsageError("missing INPUTS (bAbI training files or a directory)")
+        train_files = _inputs(inputs, task, "train")
+        test_files = [Path(p) for p in tests]
+        if not tests and not no_test:
+            dirs = tuple(p for p in inputs if Path(p).is_dir())
+            test_files = babi_files(dirs, task or "all", "test") if dirs else []
+        cfg = QATrainConfig(**given)
+    data = {"train": [str(p) for p in train_files], "test": [str(p) for p in test_files]}
+    summary = train_qa(
+        cfg, _read_all(train_files), out,
+        test=_read_all(test_files) if test_files else None, resume=resume,
+        epochs=given.get("epochs"), progress=progress, max_steps=max_steps, echo=click.echo,
+        data=data,
+    )  # fmt: skip
+    exit_if_interrupted(summary)
+
+
+@group.command("eval")
+@click.argument("checkpoint", type=click.Path())
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("--task", help=TASK_HELP + " Default for a directory: the tasks trained on.")
+@click.option("--split", default="test", show_default=True, help="Directory files to read.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def eval_cmd(checkpoint: str, inputs: tuple[str, ...], task: str | None, split: str,
+             as_json: bool) -> None:  # fmt: skip
+    """Accuracy per task of CHECKPOINT (a run folder) on INPUTS (bAbI files or directories),
+    and how often the highest-attended sentence is a supporting fact (attentive reader)."""
+    reader = load_qa(checkpoint)
+    if task is None and any(Path(p).is_dir() for p in inputs):
+        ck = load_checkpoint(run_checkpoint(checkpoint), kind=KIND_QA)
+        trained = {task_number(p) for p in (ck.config.get("data") or {}).get("train") or []}
+        task = str(trained.pop()) if len(trained) == 1 and 0 not in trained else "all"
+    res = evaluate_qa(reader, _read_all(_inputs(inputs, task, split)))
+    if as_json:
+        click.echo(json.dumps(res))
+        return
+    for line in format_evaluation(res):
+        click.echo(line)
+
+
+@group.command("ask")
+@click.argument("checkpoint", type=click.Path())
+@click.option("--story", required=True, type=click.Path(dir_okay=False),
+              help="A statement per line (bAbI numbering allowed; questions skipped).")  # fmt: skip
+@click.option("--question", required=True, help='e.g. "Where is Mary?"')
+@click.option("--png", type=click.Path(dir_okay=False), help="Draw the attention as a PNG.")
+def ask_cmd(checkpoint: str, story: str, question: str, png: str | None) -> None:
+    """Answer QUESTION about the story in --story; print the answer and the attention over
+    the story's sentences (one column per hop)."""
+    reader = load_qa(checkpoint)
+    res = answer_question(reader, read_story(story), question)
+    if res["unknown_words"]:
+        click.echo(f"rnnkit: note: words unseen in training, read as <unk>: "
+                   f"{' '.join(res['unknown_words'])}", err=True)  # fmt: skip
+    p = res["probability"]
+    click.echo(f"answer: {','.join(res['answer'])}" + (f" (p = {p:.3f})" if p is not None else ""))
+    att = res["attention"]
+    if att is None:
+        return
+    click.echo("attention (" + ", ".join(f"hop {k + 1}" for k in range(len(att))) + "):")
+    for i, s in enumerate(res["sentences"]):
+        click.echo("  " + " ".join(f"{a:.2f}" for a in att[:, i]) + "  " + " ".join(s))
+    if png:
+        draw_attention(png, res["sentences"], att, res["question"], res["answer"])
+        click.echo(f"attention picture written to {png}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(group())
