@@ -68,11 +68,12 @@ def rnnkit_throughput(train_ids: np.ndarray, vocab_size: int, max_steps: int) ->
     """Training tokens/s of rnnkit's zaremba-small over the first ``max_steps`` windows."""
     from rnnkit.lm import LanguageModel
     from rnnkit.train.clip import clip_grad_norm
-    from rnnkit.train.lm_trainer import PRESETS, LMTrainConfig, make_optimizer
+    from rnnkit.train.lm_trainer import PRESETS, LMTrainConfig
+    from rnnkit.train.loop import make_optimizer
 
     cfg = LMTrainConfig(**PRESETS["zaremba-small"])
     model = LanguageModel(cfg.model_config(vocab_size), seed=0)
-    opt = make_optimizer(cfg, model)
+    opt = make_optimizer(cfg.optimizer, model.params, model.grads, cfg.lr, cfg.momentum)
     stream = TBPTTStream(train_ids, batch_size=20, bptt=20)
     t0, steps, tokens, state = time.perf_counter(), 0, 0, None
     for x, y in stream:

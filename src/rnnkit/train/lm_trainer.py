@@ -38,8 +38,8 @@ from rnnkit.train.checkpoint import (
 )
 from rnnkit.train.clip import clip_grad_norm, clip_grad_value, l2_penalty
 from rnnkit.train.data import TBPTTStream, Vocab
-from rnnkit.train.loop import MetricsLog, StopFlag, progress_bar
-from rnnkit.train.optim import SGD, Adagrad, Adam, Optimizer, RMSProp, StepDecay
+from rnnkit.train.loop import OPTIMIZERS, MetricsLog, StopFlag, make_optimizer, progress_bar
+from rnnkit.train.optim import StepDecay
 
 KIND = "lm"
 
@@ -134,22 +134,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         init_range=0.08, bptt=50, batch_size=50, epochs=50, optimizer="rmsprop", lr=2e-3,
         rmsprop_alpha=0.95, clip_norm=None, clip_value=5.0, lr_decay=0.97, decay_after=10,
     ),
-}  # fmt: skip
-
-
-def make_optimizer(cfg: LMTrainConfig, model: LanguageModel) -> Optimizer:
-    p, g = model.params, model.grads
-    if cfg.optimizer == "sgd":
-        return SGD(p, g, lr=cfg.lr, momentum=cfg.momentum)
-    if cfg.optimizer == "adagrad":
-        return Adagrad(p, g, lr=cfg.lr)
-    if cfg.optimizer == "rmsprop":
-        return RMSProp(p, g, lr=cfg.lr, alpha=cfg.rmsprop_alpha, momentum=cfg.momentum)
-    return Adam(p, g, lr=cfg.lr)
-
-
-OPTIMIZERS: dict[str, Callable[..., Optimizer]] = {
-    "sgd": SGD, "adagrad": Adagrad, "rmsprop": RMSProp, "adam": Adam,
 }  # fmt: skip
 
 
@@ -297,7 +281,8 @@ def train_lm(
     stream = TBPTTStream(train_ids, cfg.batch_size, cfg.bptt)
 
     model = LanguageModel(cfg.model_config(len(vocab)), seed=cfg.seed)
-    opt = make_optimizer(cfg, model)
+    opt = make_optimizer(cfg.optimizer, model.params, model.grads, cfg.lr, cfg.momentum,
+                         cfg.rmsprop_alpha)  # fmt: skip
     sched = StepDecay(opt, factor=cfg.lr_decay, after_epoch=cfg.decay_after)
     step, state = 0, None
     if ck is not None:

@@ -219,16 +219,19 @@ class LoopConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def make_optimizer(cfg: LoopConfig, params: dict[str, Array], grads: dict[str, Array]
-                   ) -> Optimizer:  # fmt: skip
-    """The optimizer named by ``cfg.optimizer`` with ``cfg.lr`` (and ``cfg.momentum``)."""
-    if cfg.optimizer == "sgd":
-        return SGD(params, grads, lr=cfg.lr, momentum=cfg.momentum)
-    if cfg.optimizer == "adagrad":
-        return Adagrad(params, grads, lr=cfg.lr)
-    if cfg.optimizer == "rmsprop":
-        return RMSProp(params, grads, lr=cfg.lr, momentum=cfg.momentum)
-    return Adam(params, grads, lr=cfg.lr)
+def make_optimizer(name: str, params: dict[str, Array], grads: dict[str, Array], lr: float,
+                   momentum: float = 0.0, rmsprop_alpha: float = 0.99) -> Optimizer:  # fmt: skip
+    """The optimizer called ``name`` (one of :data:`OPTIMIZERS`) over ``params``/``grads``;
+    ``momentum`` applies to SGD and RMSProp, ``rmsprop_alpha`` to RMSProp."""
+    if name == "sgd":
+        return SGD(params, grads, lr=lr, momentum=momentum)
+    if name == "adagrad":
+        return Adagrad(params, grads, lr=lr)
+    if name == "rmsprop":
+        return RMSProp(params, grads, lr=lr, alpha=rmsprop_alpha, momentum=momentum)
+    if name == "adam":
+        return Adam(params, grads, lr=lr)
+    raise RnnkitError(f"--optimizer: expected one of {list(OPTIMIZERS)}, got {name!r}")
 
 
 def epoch_batches(lengths: Array, batch_size: int, rng: np.random.Generator) -> list[Array]:
@@ -304,7 +307,7 @@ def fit(
         ``best_epoch`` and ``interrupted`` (Ctrl-C).
     """
     model = task.model
-    opt = make_optimizer(cfg, model.params, model.grads)
+    opt = make_optimizer(cfg.optimizer, model.params, model.grads, cfg.lr, cfg.momentum)
     sched = StepDecay(opt, factor=cfg.lr_decay, after_epoch=cfg.decay_after)
     data_rng = np.random.default_rng([cfg.seed, 1])  # batch order; the model's rng: dropout
     epoch_start = rng_state(data_rng)
