@@ -64,45 +64,71 @@ def _tasks(spec: str) -> list[int]:
     return out
 
 
+def _run_dir(runs: Path, name: str, task: int, seed: int) -> Path:
+    return runs / name / (f"qa{task}" if seed == 0 else f"qa{task}-s{seed}")
+
+
 def run(args: argparse.Namespace) -> None:
     for name in args.set:
         folder, extra = SETTINGS[name]
         for task in _tasks(args.tasks):
             if task in MISSING.get(folder, ()):
                 continue
-            out = Path(args.runs) / name / f"qa{task}"
-            if (out / "summary.json").exists():
-                continue
-            cmd = [sys.executable, "-m", "rnnkit", "qa", "train", str(Path(args.data) / folder),
-                   "--task", str(task), *extra, "--no-progress", "--out", str(out)]  # fmt: skip
-            if (out / "checkpoint").exists():
-                cmd = [*cmd[:5], "--resume", "--no-progress", "--out", str(out)]
-            print("$ " + shlex.join(cmd), flush=True)
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            t0 = time.perf_counter()
-            rc = subprocess.call(cmd, stdout=sys.stdout, stderr=sys.stderr)
-            wall = time.perf_counter() - t0
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-            if rc != 0:
-                sys.exit(f"babi_table: the run for task {task} failed (exit {rc})")
-            timing_path = out / "timing.json"
-            previous = json.loads(timing_path.read_text()) if timing_path.exists() else {}
-            timing = {"command": shlex.join(cmd), "wall_s": wall + previous.get("wall_s", 0.0),
-                      "cpu_s": cpu + previous.get("cpu_s", 0.0)}  # fmt: skip
-            timing_path.write_text(json.dumps(timing) + "\n")
-            print(f"task {task}: wall {wall:.0f} s, CPU {cpu:.0f} s", flush=True)
+            for seed in range(args.seeds):
+                _run_one(args, name, folder, extra, task, seed)
+
+
+def _run_one(args: argparse.Namespace, name: str, folder: str, extra: list[str], task: int,
+             seed: int) -> None:  # fmt: skip
+    out = _run_dir(Path(args.runs), name, task, seed)
+    if not (out / "summary.json").exists():
+        cmd = [sys.executable, "-m", "rnnkit", "qa", "train", str(Path(args.data) / folder),
+               "--task", str(task), *extra, "--seed", str(seed), "--no-progress",
+               "--out", str(out)]  # fmt: skip
+        if (out / "checkpoint").exists():
+            cmd = [*cmd[:5], "--resume", "--no-progress", "--out", str(out)]
+        print("$ " + shlex.join(cmd), flush=True)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        rc = subprocess.call(cmd, stdout=sys.stdout, stderr=sys.stderr)
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        if rc != 0:
+            sys.exit(f"babi_table: the run for task {task} failed (exit {rc})")
+        timing_path = out / "timing.json"
+        previous = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+        timing = {"command": shlex.join(cmd), "wall_s": wall + previous.get("wall_s", 0.0),
+                  "cpu_s": cpu + previous.get("cpu_s", 0.0)}  # fmt: skip
+        timing_path.write_text(json.dumps(timing) + "\n")
+        print(f"task {task}: wall {wall:.0f} s, CPU {cpu:.0f} s", flush=True)
 
 
 def _load(runs: Path, name: str) -> dict[int, dict]:
+    """Per task, the run (among its seeds) with the best validation accuracy (ties: the lower
+    validation loss); test figures are read only for the table, never to choose."""
     out = {}
     for task in range(1, 21):
-        d = runs / name / f"qa{task}"
-        if (d / "summary.json").exists():
+        found = []
+        for d in sorted((runs / name).glob(f"qa{task}")) + sorted(
+            (runs / name).glob(f"qa{task}-s*")
+        ):
+            if not (d / "summary.json").exists():
+                continue
             s = json.loads((d / "summary.json").read_text())
             t = json.loads((d / "timing.json").read_text()) if (d / "timing.json").exists() else {}
-            out[task] = {"test": s["test"]["tasks"][str(task)], "best_epoch": s["best_epoch"],
-                         "epochs": s["epochs_completed"], **t}  # fmt: skip
+            found.append({"test": s["test"]["tasks"][str(task)], "best_epoch": s["best_epoch"],
+                          "epochs": s["epochs_completed"], "run": d.name,
+                          "valid": s["valid"]["overall"]["accuracy"],
+                          "valid_loss": s["valid"]["loss"], **t})  # fmt: skip
+        if not found:
+            continue
+        best = min(found, key=lambda r: (-r["valid"], r["valid_loss"]))
+        accs = [r["test"]["accuracy"] for r in found]
+        out[task] = {**best, "seeds": len(found), "seed_mean": sum(accs) / len(accs),
+                     "seed_min": min(accs), "seed_max": max(accs),
+                     "wall_s": sum(r.get("wall_s", 0.0) for r in found),
+                     "cpu_s": sum(r.get("cpu_s", 0.0) for r in found)}  # fmt: skip
     return out
 
 
@@ -193,6 +219,13 @@ def main() -> None:
         s.add_argument("--tasks", default="1-20")
         if name == "run":
             s.add_argument("--set", action="append", choices=list(SETTINGS), required=True)
+            s.add_argument(
+                "--seeds",
+                type=int,
+                default=1,
+                help="Random restarts per task (seeds 0..N-1); the table keeps the "
+                "one with the best validation accuracy.",
+            )
         if name == "pictures":
             s.add_argument("--out", default=os.path.join("docs", "img"))
             s.add_argument("--example", type=int, default=0, help="Test question index.")
