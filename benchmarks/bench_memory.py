@@ -1,0 +1,125 @@
+"""Peak memory (RSS) of a training step: rnnkit's layers against torch.nn.RNN/LSTM/GRU.
+
+Each measurement runs in a fresh child process that imports only the library it measures,
+builds the layer and its input (float32, the shapes of ``bench_rnn.py``), runs one warm-up
+training step (forward + backward with a random upstream gradient; this also compiles
+rnnkit's kernels), then resets the kernel's peak-RSS counter (``/proc/self/clear_refs``,
+Linux) and runs ``--steps`` more steps. Reported per case and library:
+
+- ``base MiB``: resident memory after the warm-up step (interpreter, library, weights,
+  input, the allocator's cached pages),
+- ``peak MiB``: the highest resident memory during the measured steps (``VmHWM``),
+- ``step MiB`` = peak - base: what a training step adds on top, the figure to compare;
+  the activations a backward pass needs (gates of every time step) dominate it.
+
+    python benchmarks/bench_memory.py                 # all cells and shapes, 1 thread
+    python benchmarks/bench_memory.py --cells lstm    # one cell
+
+Memory does not depend on the machine's load, so this can run beside other jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_rnn import SHAPES, Case  # noqa: E402
+
+
+def _rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def child(lib: str, case: Case, steps: int) -> dict:
+    """Runs in the child process: build, warm up, reset the peak counter, measure."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((case.B, case.T, case.D)).astype(np.float32)
+    dirs = 2 if case.bidirectional else 1
+    dout = rng.standard_normal((case.B, case.T, dirs * case.H)).astype(np.float32)
+    kw = {"num_layers": case.layers, "bidirectional": case.bidirectional}
+    if lib == "rnnkit":
+        import rnnkit
+
+        cls = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}[case.cell]
+        layer = cls(case.D, case.H, dtype=np.float32, seed=0, **kw)
+
+        def step() -> None:
+            layer.zero_grad()
+            _, _, cache = layer.forward(x)
+            layer.backward(dout, cache)
+
+    else:
+        import torch
+
+        torch.set_num_threads(1)
+        tcls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[case.cell]
+        layer = tcls(case.D, case.H, batch_first=True, **kw)
+        xt = torch.from_numpy(x).requires_grad_(True)
+        doutt = torch.from_numpy(dout)
+
+        def step() -> None:
+            layer.zero_grad()
+            xt.grad = None
+            out, _ = layer(xt)
+            out.backward(doutt)
+
+    step()
+    base = _rss_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    for _ in range(steps):
+        step()
+    peak = _rss_kib("VmHWM")
+    return {"base_mib": base / 1024, "peak_mib": peak / 1024, "step_mib": (peak - base) / 1024}
+
+
+def measure(lib: str, case: Case, steps: int) -> dict:
+    spec = json.dumps([lib, case.__dict__, steps])
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True,
+                         text=True, env=env, check=True)  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"])
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--json", help="write the raw results to this file")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        lib, fields, steps = json.loads(args.child)
+        print(json.dumps(child(lib, Case(**fields), steps)))
+        return
+    print("| case | rnnkit base / peak MiB | torch base / peak MiB | rnnkit step MiB "
+          "| torch step MiB | torch/rnnkit (step) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|")
+    results = []
+    for cell in args.cells:
+        cases = [Case(cell, *s) for s in SHAPES]
+        cases.append(Case(cell, 32, 100, 128, 128, layers=2, bidirectional=True))
+        for case in cases:
+            ours, theirs = measure("rnnkit", case, args.steps), measure("torch", case, args.steps)
+            ratio = theirs["step_mib"] / max(ours["step_mib"], 1e-9)
+            results.append({"case": case.name, "rnnkit": ours, "torch": theirs})
+            print(f"| {case.name} | {ours['base_mib']:.0f} / {ours['peak_mib']:.0f} | "
+                  f"{theirs['base_mib']:.0f} / {theirs['peak_mib']:.0f} | "
+                  f"{ours['step_mib']:.1f} | {theirs['step_mib']:.1f} | {ratio:.2f} |",
+                  flush=True)  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
