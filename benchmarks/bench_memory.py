@@ -6,8 +6,9 @@ training step (forward + backward with a random upstream gradient; this also com
 rnnkit's kernels), then resets the kernel's peak-RSS counter (``/proc/self/clear_refs``,
 Linux) and runs ``--steps`` more steps. Reported per case and library:
 
-- ``base MiB``: resident memory after the warm-up step (interpreter, library, weights,
-  input, the allocator's cached pages),
+- ``base MiB``: resident memory after the warm-up step and ``malloc_trim`` (interpreter,
+  library, weights, input); both children run with a fixed glibc mmap threshold
+  (``MALLOC_MMAP_THRESHOLD_``) so that large freed buffers leave the process,
 - ``peak MiB``: the highest resident memory during the measured steps (``VmHWM``),
 - ``step MiB`` = peak - base: what a training step adds on top, the figure to compare;
   the activations a backward pass needs (gates of every time step) dominate it.
@@ -75,6 +76,9 @@ def child(lib: str, case: Case, steps: int) -> dict:
             out.backward(doutt)
 
     step()
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap pages back before the baseline
     base = _rss_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     for _ in range(steps):
@@ -85,7 +89,10 @@ def child(lib: str, case: Case, steps: int) -> dict:
 
 def measure(lib: str, case: Case, steps: int) -> dict:
     spec = json.dumps([lib, case.__dict__, steps])
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    # a fixed mmap threshold: glibc's default grows it after the first large free, after which
+    # freed activations stay resident and a step's peak would hide in the baseline
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "MALLOC_MMAP_THRESHOLD_": "131072"}  # fmt: skip
     out = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True,
                          text=True, env=env, check=True)  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -111,11 +118,12 @@ def main() -> None:
         cases.append(Case(cell, 32, 100, 128, 128, layers=2, bidirectional=True))
         for case in cases:
             ours, theirs = measure("rnnkit", case, args.steps), measure("torch", case, args.steps)
-            ratio = theirs["step_mib"] / max(ours["step_mib"], 1e-9)
+            ratio = (f"{theirs['step_mib'] / ours['step_mib']:.2f}"
+                     if min(ours["step_mib"], theirs["step_mib"]) >= 0.5 else "–")  # fmt: skip
             results.append({"case": case.name, "rnnkit": ours, "torch": theirs})
             print(f"| {case.name} | {ours['base_mib']:.0f} / {ours['peak_mib']:.0f} | "
                   f"{theirs['base_mib']:.0f} / {theirs['peak_mib']:.0f} | "
-                  f"{ours['step_mib']:.1f} | {theirs['step_mib']:.1f} | {ratio:.2f} |",
+                  f"{ours['step_mib']:.1f} | {theirs['step_mib']:.1f} | {ratio} |",
                   flush=True)  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")

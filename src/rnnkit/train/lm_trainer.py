@@ -38,7 +38,14 @@ from rnnkit.train.checkpoint import (
 )
 from rnnkit.train.clip import clip_grad_norm, clip_grad_value, l2_penalty
 from rnnkit.train.data import TBPTTStream, Vocab
-from rnnkit.train.loop import OPTIMIZERS, MetricsLog, StopFlag, make_optimizer, progress_bar
+from rnnkit.train.loop import (
+    OPTIMIZERS,
+    MetricsLog,
+    StopFlag,
+    load_run,
+    make_optimizer,
+    progress_bar,
+)
 from rnnkit.train.optim import StepDecay
 
 KIND = "lm"
@@ -212,16 +219,9 @@ def checkpoint_dir(path: str | Path) -> Path:
 
 def load_lm(path: str | Path) -> tuple[LanguageModel, Vocab, LMTrainConfig, dict[str, Any]]:
     """Load a trained language model, its vocabulary and training config from a checkpoint."""
-    ck = load_checkpoint(checkpoint_dir(path), kind=KIND)
-    where = ck.path / "checkpoint.json"
-    try:
-        model_cfg = LMConfig.from_dict(ck.config["model"])
-        train_cfg = LMTrainConfig.from_dict(ck.config["train"])
-        vocab = Vocab.from_json(ck.vocab or {})
-    except (KeyError, TypeError, ValueError) as e:
-        raise RnnkitError(f"{where}: invalid model description ({e})") from None
-    model = LanguageModel(model_cfg, seed=train_cfg.seed)
-    ck.copy_params_into(model.params)
+    model, train_cfg, vocab, ck = load_run(
+        path, KIND, LMConfig, LMTrainConfig, LanguageModel, Vocab.from_json, checkpoint_dir
+    )
     return model, vocab, train_cfg, {"checkpoint": ck}
 
 

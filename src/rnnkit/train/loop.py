@@ -31,7 +31,13 @@ from typing import Any
 import numpy as np
 
 from rnnkit.io import RnnkitError, atomic_write
-from rnnkit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from rnnkit.train.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from rnnkit.train.clip import clip_grad_norm, l2_penalty
 from rnnkit.train.optim import SGD, Adagrad, Adam, Optimizer, RMSProp, StepDecay
 
@@ -168,6 +174,66 @@ def run_checkpoint(path: str | Path) -> Path:
         if (p / sub / "checkpoint.json").exists():
             return p / sub
     return p
+
+
+def load_run(
+    path: str | Path,
+    kind: str,
+    model_config: type[Any],
+    train_config: type[Any],
+    build: Callable[..., Any],
+    read_vocab: Callable[[dict[str, Any]], Any],
+    folder: Callable[[str | Path], Path] = run_checkpoint,
+) -> tuple[Any, Any, Any, Checkpoint]:
+    """Load a trained model from a run folder (``best/`` preferred) or a checkpoint folder.
+
+    The checkpoint's ``config["model"]`` is read by ``model_config.from_dict``,
+    ``config["train"]`` by ``train_config.from_dict`` and its vocabularies by ``read_vocab``;
+    a missing or malformed entry is one :class:`RnnkitError` naming the file. The model is
+    ``build(model_cfg, seed=train_cfg.seed)`` with the saved weights copied in.
+
+    Returns ``(model, train_cfg, vocab, checkpoint)``; ``vocab`` is what ``read_vocab``
+    returned.
+    """
+    ck = load_checkpoint(folder(path), kind=kind)
+    try:
+        model_cfg = model_config.from_dict(ck.config["model"])
+        cfg = train_config.from_dict(ck.config["train"])
+        vocab = read_vocab(ck.vocab or {})
+    except (KeyError, TypeError, ValueError) as e:
+        where = ck.path / "checkpoint.json"
+        raise RnnkitError(f"{where}: invalid model description ({e})") from None
+    model = build(model_cfg, seed=cfg.seed)
+    ck.copy_params_into(model.params)
+    return model, cfg, vocab, ck
+
+
+def score_best(
+    summary: dict[str, Any],
+    out: str | Path,
+    load: Callable[[Path], Any],
+    evaluate: Callable[[Any, Any], dict[str, Any]],
+    parts: dict[str, Any],
+    report: Callable[[str, dict[str, Any]], None],
+) -> None:
+    """After a complete :func:`fit`: score the best epoch's weights and keep the figures.
+
+    ``load(out)`` loads the run's best weights; each of ``parts`` (``{"valid": data,
+    "test": data}``, None entries skipped) is scored by ``evaluate(model, data)`` into
+    ``summary[part]``; ``OUT/summary.json`` is rewritten and ``report(part, figures)`` tells
+    each one. Does nothing for an interrupted run.
+    """
+    if not summary["complete"] or all(data is None for data in parts.values()):
+        return
+    out = Path(out)
+    best = load(out)
+    for name, data in parts.items():
+        if data is not None:
+            summary[name] = evaluate(best, data)
+    write_summary(out, summary)
+    for name, data in parts.items():
+        if data is not None:
+            report(name, summary[name])
 
 
 # --- configuration and batches -----------------------------------------------------------------

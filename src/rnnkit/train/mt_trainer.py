@@ -44,16 +44,15 @@ import numpy as np
 from rnnkit.bleu import BLEUScore, corpus_bleu, tokenize_13a
 from rnnkit.io import RnnkitError, atomic_write, read_lines
 from rnnkit.seq2seq import Seq2Seq, Seq2SeqConfig, make_batch
-from rnnkit.train.checkpoint import load_checkpoint
 from rnnkit.train.data import Vocab
 from rnnkit.train.loop import (
     LoopConfig,
     Task,
     fit,
+    load_run,
     replace_singletons,
-    run_checkpoint,
+    score_best,
     start_run,
-    write_summary,
 )
 
 Array = np.ndarray
@@ -427,31 +426,27 @@ def train_mt(
                   f"{skipped}" + (f", {len(valid):,} validation pairs" if valid else "")),
     )  # fmt: skip
     summary = fit(task, cfg, out, ck, progress, max_steps, echo)
-    if summary["complete"] and valid is not None:
-        best = load_translator(out)
-        g, _ = bleu_of(best, valid, "greedy")
-        b, _ = bleu_of(best, valid, "beam", beam_size=5, alpha=1.0)
-        summary["valid"] = {"loss": mean_nll(best, valid), "bleu_greedy": g.score,
-                            "bleu_beam5": b.score, "signature": g.signature}  # fmt: skip
-        write_summary(out, summary)
-        echo(f"valid (best epoch {summary['best_epoch']}): BLEU {g.score:.2f} greedy, "
-             f"{b.score:.2f} beam 5 ({g.signature})")  # fmt: skip
+
+    def evaluate(best: Translator, data: ParallelText) -> dict[str, Any]:
+        g, _ = bleu_of(best, data, "greedy")
+        b, _ = bleu_of(best, data, "beam", beam_size=5, alpha=1.0)
+        return {"loss": mean_nll(best, data), "bleu_greedy": g.score, "bleu_beam5": b.score,
+                "signature": g.signature}  # fmt: skip
+
+    def report(part: str, s: dict[str, Any]) -> None:
+        echo(f"{part} (best epoch {summary['best_epoch']}): BLEU {s['bleu_greedy']:.2f} greedy, "
+             f"{s['bleu_beam5']:.2f} beam 5 ({s['signature']})")  # fmt: skip
+
+    score_best(summary, out, load_translator, evaluate, {"valid": valid}, report)
     return summary
 
 
 def load_translator(path: str | Path) -> Translator:
     """Load a trained model from a run folder (``best/`` preferred) or a checkpoint folder."""
-    ck = load_checkpoint(run_checkpoint(path), kind=KIND)
-    where = ck.path / "checkpoint.json"
-    try:
-        model_cfg = Seq2SeqConfig.from_dict(ck.config["model"])
-        cfg = MTTrainConfig.from_dict(ck.config["train"])
-        src_vocab = Vocab.from_json(ck.vocab["src"])
-        tgt_vocab = Vocab.from_json(ck.vocab["tgt"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise RnnkitError(f"{where}: invalid model description ({e})") from None
-    model = Seq2Seq(model_cfg, seed=cfg.seed)
-    ck.copy_params_into(model.params)
+    model, cfg, (src_vocab, tgt_vocab), _ = load_run(
+        path, KIND, Seq2SeqConfig, MTTrainConfig, Seq2Seq,
+        lambda v: (Vocab.from_json(v["src"]), Vocab.from_json(v["tgt"])),
+    )  # fmt: skip
     return Translator(model, src_vocab, tgt_vocab, cfg)
 
 

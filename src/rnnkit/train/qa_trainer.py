@@ -44,16 +44,15 @@ from rnnkit.qa import (
     split_stories,
     tokenize,
 )
-from rnnkit.train.checkpoint import load_checkpoint
 from rnnkit.train.data import Vocab
 from rnnkit.train.loop import (
     LoopConfig,
     Task,
     fit,
-    run_checkpoint,
+    load_run,
+    score_best,
     sorted_batches,
     start_run,
-    write_summary,
 )
 
 Array = np.ndarray
@@ -362,33 +361,21 @@ def train_qa(
                   f"{len(valid):,} validation questions"),
     )  # fmt: skip
     summary = fit(task, cfg, out, ck, progress, max_steps, echo)
-    if summary["complete"]:
-        best = load_qa(out)
-        summary["valid"] = evaluate_qa(best, valid)
-        if test is not None:
-            summary["test"] = evaluate_qa(best, test)
-        write_summary(out, summary)
-        for part in ("valid", "test"):
-            if part in summary:
-                for line in format_evaluation(summary[part], f"{part} (best epoch "
-                                              f"{summary['best_epoch']}):"):  # fmt: skip
-                    echo(line)
+
+    def report(part: str, figures: dict[str, Any]) -> None:
+        for line in format_evaluation(figures, f"{part} (best epoch {summary['best_epoch']}):"):
+            echo(line)
+
+    score_best(summary, out, load_qa, evaluate_qa, {"valid": valid, "test": test}, report)
     return summary
 
 
 def load_qa(path: str | Path) -> QAReader:
     """Load a trained QA model from a run folder (``best/`` preferred) or a checkpoint."""
-    ck = load_checkpoint(run_checkpoint(path), kind=KIND_QA)
-    where = ck.path / "checkpoint.json"
-    try:
-        model_cfg = QAConfig.from_dict(ck.config["model"])
-        cfg = QATrainConfig.from_dict(ck.config["train"])
-        vocab = Vocab.from_json(ck.vocab["words"])
-        answers = Answers.from_json(ck.vocab["answers"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise RnnkitError(f"{where}: invalid model description ({e})") from None
-    model = build_model(model_cfg, seed=cfg.seed)
-    ck.copy_params_into(model.params)
+    model, cfg, (vocab, answers), ck = load_run(
+        path, KIND_QA, QAConfig, QATrainConfig, build_model,
+        lambda v: (Vocab.from_json(v["words"]), Answers.from_json(v["answers"])),
+    )  # fmt: skip
     if UNK not in vocab.stoi:
-        raise RnnkitError(f"{where}: the vocabulary lacks {UNK!r}")
+        raise RnnkitError(f"{ck.path / 'checkpoint.json'}: the vocabulary lacks {UNK!r}")
     return QAReader(model, vocab, answers, cfg)

@@ -46,17 +46,16 @@ from rnnkit.tag import (
     make_tag_batch,
     normalize_word,
 )
-from rnnkit.train.checkpoint import load_checkpoint
 from rnnkit.train.data import Vocab
 from rnnkit.train.loop import (
     LoopConfig,
     Task,
     fit,
+    load_run,
     replace_singletons,
-    run_checkpoint,
+    score_best,
     sorted_batches,
     start_run,
-    write_summary,
 )
 
 Array = np.ndarray
@@ -368,18 +367,13 @@ def train_classifier(
                   f"{len(seqs):,} training / {len(valid):,} validation sentences"),
     )  # fmt: skip
     summary = fit(task, cfg, out, ck, progress, max_steps, echo)
-    if summary["complete"]:
-        best = load_classifier(out)
-        summary["valid"] = evaluate_classifier(best, valid)
-        if test is not None:
-            summary["test"] = evaluate_classifier(best, test)
-        write_summary(out, summary)
-        for part in ("valid", "test"):
-            if part in summary:
-                s = summary[part]
-                echo(f"{part} (best epoch {summary['best_epoch']}): accuracy "
-                     f"{100 * s['accuracy']:.2f}% ({s['sentences']} sentences), loss "
-                     f"{s['loss']:.4f}")  # fmt: skip
+
+    def report(part: str, s: dict[str, Any]) -> None:
+        echo(f"{part} (best epoch {summary['best_epoch']}): accuracy {100 * s['accuracy']:.2f}% "
+             f"({s['sentences']} sentences), loss {s['loss']:.4f}")  # fmt: skip
+
+    parts = {"valid": valid, "test": test}
+    score_best(summary, out, load_classifier, evaluate_classifier, parts, report)
     return summary
 
 
@@ -394,17 +388,10 @@ def _word2vec_dim(path: str) -> int:
 
 def load_classifier(path: str | Path) -> Classification:
     """Load a trained classifier from a run folder (``best/`` preferred) or a checkpoint."""
-    ck = load_checkpoint(run_checkpoint(path), kind=KIND_CLASSIFIER)
-    where = ck.path / "checkpoint.json"
-    try:
-        model_cfg = ClassifierConfig.from_dict(ck.config["model"])
-        cfg = ClassifyTrainConfig.from_dict(ck.config["train"])
-        vocab = Vocab.from_json(ck.vocab["words"])
-        labels = [str(x) for x in ck.vocab["labels"]]
-    except (KeyError, TypeError, ValueError) as e:
-        raise RnnkitError(f"{where}: invalid model description ({e})") from None
-    model = SequenceClassifier(model_cfg, seed=cfg.seed)
-    ck.copy_params_into(model.params)
+    model, cfg, (vocab, labels), _ = load_run(
+        path, KIND_CLASSIFIER, ClassifierConfig, ClassifyTrainConfig, SequenceClassifier,
+        lambda v: (Vocab.from_json(v["words"]), [str(x) for x in v["labels"]]),
+    )  # fmt: skip
     return Classification(model, vocab, labels, cfg)
 
 
@@ -564,32 +551,24 @@ def train_tagger(
                   f"training sentences ({int(lengths.sum()):,} tokens)"),
     )  # fmt: skip
     summary = fit(task, cfg, out, ck, progress, max_steps, echo)
-    if summary["complete"]:
-        best = load_tagger(out)
-        for part, corpus in (("valid", valid), ("test", test)):
-            if corpus is not None:
-                summary[part] = s = evaluate_tagger(best, corpus)
-                line = f"{part}: accuracy {100 * s['accuracy']:.2f}% ({s['tokens']} tokens)"
-                if "f1" in s:
-                    line += (f", span P/R/F1 {100 * s['precision']:.2f} / "
-                             f"{100 * s['recall']:.2f} / {100 * s['f1']:.2f}")  # fmt: skip
-                echo(line)
-        write_summary(out, summary)
+
+    def report(part: str, s: dict[str, Any]) -> None:
+        line = f"{part}: accuracy {100 * s['accuracy']:.2f}% ({s['tokens']} tokens)"
+        if "f1" in s:
+            line += (f", span P/R/F1 {100 * s['precision']:.2f} / "
+                     f"{100 * s['recall']:.2f} / {100 * s['f1']:.2f}")  # fmt: skip
+        echo(line)
+
+    score_best(summary, out, load_tagger, evaluate_tagger, {"valid": valid, "test": test}, report)
     return summary
 
 
 def load_tagger(path: str | Path) -> Tagging:
     """Load a trained tagger from a run folder (``best/`` preferred) or a checkpoint."""
-    ck = load_checkpoint(run_checkpoint(path), kind=KIND_TAGGER)
-    where = ck.path / "checkpoint.json"
-    try:
-        model_cfg = TaggerConfig.from_dict(ck.config["model"])
-        cfg = TagTrainConfig.from_dict(ck.config["train"])
-        vocab = Vocab.from_json(ck.vocab["words"])
-        chars = Vocab.from_json(ck.vocab["chars"]) if ck.vocab.get("chars") else None
-        tags = [str(t) for t in ck.vocab["tags"]]
-    except (KeyError, TypeError, ValueError) as e:
-        raise RnnkitError(f"{where}: invalid model description ({e})") from None
-    model = SequenceTagger(model_cfg, seed=cfg.seed)
-    ck.copy_params_into(model.params)
+    model, cfg, (vocab, chars, tags), _ = load_run(
+        path, KIND_TAGGER, TaggerConfig, TagTrainConfig, SequenceTagger,
+        lambda v: (Vocab.from_json(v["words"]),
+                   Vocab.from_json(v["chars"]) if v.get("chars") else None,
+                   [str(t) for t in v["tags"]]),
+    )  # fmt: skip
     return Tagging(model, vocab, chars, tags, cfg)
