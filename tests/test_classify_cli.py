@@ -177,3 +177,41 @@ def test_ensemble_on_one_split(data, tmp_path, capsys):
     assert main(["classify", "eval", str(runs[0]), str(dev), "--ensemble",
                  str(tmp_path / "nope")]) == 1  # fmt: skip
     assert "no such checkpoint directory" in capsys.readouterr().err
+
+
+def test_pretrained_extend_reads_words_training_never_saw(data, tmp_path, capsys):
+    """--pretrained-extend: the vector file's words that training lacks join the vocabulary
+    with their vectors, keep them through training (no gradient reaches them), and are read
+    at prediction time instead of <unk>; without the flag they are <unk>."""
+    from rnnkit.train.task_trainer import load_classifier
+
+    vec = tmp_path / "v.txt"
+    vec.write_text("3 8\nfilm 1 2 3 4 5 6 7 8\nzyzzyva 1 -1 1 -1 1 -1 1 -1\n"
+                   "quokka 0.5 0 0 0 0 0 0 2\n")  # fmt: skip
+    runs = {}
+    for flag in ("--pretrained-extend", "--no-pretrained-extend"):
+        out = tmp_path / flag.strip("-").replace("pretrained-", "")
+        assert main(["classify", "train", str(data / "train.tsv"), "--epochs", "2",
+                     "--pretrained", str(vec), flag, "--out", str(out), *SMALL]) == 0  # fmt: skip
+        runs[flag] = load_classifier(out)
+    assert "vocabulary: " in capsys.readouterr().out
+    ext, plain = runs["--pretrained-extend"], runs["--no-pretrained-extend"]
+    assert len(ext.vocab) == len(plain.vocab) + 2
+    emb = ext.model.params["embedding.weight"]
+    for word, row in (("zyzzyva", [1, -1] * 4), ("quokka", [0.5, 0, 0, 0, 0, 0, 0, 2])):
+        assert word not in plain.vocab.stoi
+        assert emb[ext.vocab.stoi[word]].tolist() == pytest.approx(row)  # untouched by training
+    # a trained word's row moved away from its pretrained vector
+    assert emb[ext.vocab.stoi["film"]].tolist() != pytest.approx(list(range(1, 9)))
+    # the new words are read, not taken as <unk>: unlike two words no file has
+    sent = tmp_path / "s.txt"
+    sent.write_text("zyzzyva quokka\nxqxqx qxqxq\n")
+    assert main(["classify", "predict", str(tmp_path / "extend"), str(sent), "--proba"]) == 0
+    known, unknown = capsys.readouterr().out.splitlines()
+    assert known != unknown
+    assert main(["classify", "predict", str(tmp_path / "no-extend"), str(sent), "--proba"]) == 0
+    known, unknown = capsys.readouterr().out.splitlines()
+    assert known == unknown
+    assert main(["classify", "train", str(data / "train.tsv"), "--pretrained-extend",
+                 "--out", str(tmp_path / "o3"), *SMALL]) == 1  # fmt: skip
+    assert "--pretrained-extend needs --pretrained" in capsys.readouterr().err

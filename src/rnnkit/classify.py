@@ -88,6 +88,26 @@ def build_word_vocab(
     return Vocab([PAD, UNK, *ranked], level="word", unk=UNK, eos=None)
 
 
+def extend_vocab(vocab: Vocab, words: Iterable[str]) -> Vocab:
+    """``vocab`` with the ``words`` it lacks appended (in their order; ids of ``vocab`` kept).
+
+    Used to give words that training never saw their pretrained vectors (``--pretrained-extend``,
+    like building a torchtext or AllenNLP vocabulary from the training data and the vector
+    file together): their embedding rows get no gradient from the training data, so they keep
+    the pretrained vectors, and at prediction time such words are read instead of ``<unk>``.
+
+    >>> extend_vocab(build_word_vocab([["a", "b"]]), ["b", "c", "<pad>", "c"]).tokens
+    ['<pad>', '<unk>', 'a', 'b', 'c']
+    """
+    tokens = list(vocab.tokens)
+    seen = set(tokens)
+    for w in words:
+        if w not in seen:
+            seen.add(w)
+            tokens.append(w)
+    return Vocab(tokens, level=vocab.level, unk=vocab.unk, eos=vocab.eos)
+
+
 def encode_words(vocab: Vocab, words: Sequence[str]) -> Array:
     """Ids (T,) of ``words``; unknown words map to ``<unk>``."""
     unk = vocab.stoi[UNK]
@@ -166,6 +186,19 @@ def read_word2vec_text(
         print(f"rnnkit: warning: {path}: header announces {n} vectors, file holds "
               f"{len(lines) - 1}", file=sys.stderr)  # fmt: skip
     return np.array(ids, dtype=np.int64), np.array(vecs, dtype=np.float64).reshape(-1, dim)
+
+
+def read_word2vec_words(path: str | Path, encoding: str = "utf-8") -> list[str]:
+    """The words of a word2vec text file, in file order (the format of
+    :func:`read_word2vec_text`, which reports malformed lines).
+
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "vec.txt")
+    >>> _ = open(path, "w").write("2 3\\nfilm 1 0 0\\nfunny 0 1 0.5\\n")
+    >>> read_word2vec_words(path)
+    ['film', 'funny']
+    """
+    return [line.split(" ", 1)[0] for line in read_lines(path, encoding)[1:] if line.strip()]
 
 
 # --- reading labelled text -------------------------------------------------------------------

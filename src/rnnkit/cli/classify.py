@@ -137,6 +137,9 @@ def group() -> None:
 @click.option("--test", type=click.Path(dir_okay=False), help="Test TSV, scored at the end.")
 @click.option("--pretrained", type=click.Path(dir_okay=False),
               help="word2vec text file initialising the embedding (sets --embed).")  # fmt: skip
+@click.option("--pretrained-extend/--no-pretrained-extend", default=None,
+              help="Add the --pretrained words that training lacks to the vocabulary: they "
+                   "keep their vectors and are read instead of <unk>.")  # fmt: skip
 @click.option("--encoding", default="utf-8", show_default=True)
 @click.option("--cell", type=click.Choice(["rnn", "lstm", "gru"]))
 @click.option("--embed", type=POSITIVE, help="Embedding size.")

@@ -33,8 +33,10 @@ from rnnkit.classify import (
     SequenceClassifier,
     build_word_vocab,
     encode_words,
+    extend_vocab,
     pad_batch,
     read_word2vec_text,
+    read_word2vec_words,
 )
 from rnnkit.io import RnnkitError
 from rnnkit.metrics import iob1_to_iob2, is_chunk_tagset, span_f1, tag_accuracy
@@ -96,6 +98,7 @@ class ClassifyTrainConfig(LoopConfig):
     valid_dedup: bool = False  # hold out whole sentences and drop their parts from training
     valid_seed: int | None = None  # seed of the held-out split (None: --seed); fix it to
     # train several models (an ensemble) on the same split
+    pretrained_extend: bool = False  # add the pretrained file's words that training lacks
 
     def model_config(self, vocab_size: int, num_classes: int) -> ClassifierConfig:
         try:
@@ -331,6 +334,12 @@ def train_classifier(
             raise RnnkitError(f"{train.path}: needs at least two distinct labels, got {labels}")
         if pretrained:
             cfg = replace(cfg, embed=_word2vec_dim(pretrained))
+            if cfg.pretrained_extend:
+                n = len(vocab)
+                vocab = extend_vocab(vocab, read_word2vec_words(pretrained))
+                echo(f"vocabulary: {n:,} training words + {len(vocab) - n:,} words of {pretrained}")
+        elif cfg.pretrained_extend:
+            raise RnnkitError("--pretrained-extend needs --pretrained (a word2vec text file)")
     model = SequenceClassifier(cfg.model_config(len(vocab), len(labels)), seed=cfg.seed)
     if ck is None:
         _load_pretrained(model, pretrained, vocab, echo)
