@@ -162,3 +162,20 @@ def test_bad_input_is_one_line(babi, trained, tmp_path, capsys):
     assert main(["qa", "eval", str(trained), str(unseen), "--json"]) == 0
     res = json.loads(capsys.readouterr().out)["tasks"]["1"]
     assert res["unknown_answers"] == 1 and res["accuracy"] <= 0.5
+
+
+def test_attentive_reader_options_reach_the_model(babi, tmp_path):
+    """--previous and --hop-temporal (and --fusion) are saved in the checkpoint's model config
+    and add their parameters."""
+    from rnnkit.train.qa_trainer import load_qa
+
+    out = tmp_path / "prev"
+    assert main(["qa", "train", str(babi), "--task", "1", "--epochs", "1", "--no-test",
+                 "--previous", "--hop-temporal", "--out", str(out), *SMALL]) == 0  # fmt: skip
+    reader = load_qa(out)
+    assert reader.model.config.previous and reader.model.config.hop_temporal
+    assert "previous.weight" in reader.model.params and "temporal.0.weight" in reader.model.params
+    plain = tmp_path / "plain"
+    assert main(["qa", "train", str(babi), "--task", "1", "--epochs", "1", "--no-test",
+                 "--out", str(plain), *SMALL]) == 0  # fmt: skip
+    assert "previous.weight" not in load_qa(plain).model.params

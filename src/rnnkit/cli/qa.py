@@ -75,6 +75,14 @@ def group() -> None:
     default=None,
     help="Attentive: a biGRU over the sentence vectors (each sees its neighbours).",
 )
+@click.option("--previous/--no-previous", default=None,
+              help="Attentive: add a linear map of the sentence before to each sentence "
+                   "vector (what 'then they ...' refers to).")  # fmt: skip
+@click.option(
+    "--hop-temporal/--no-hop-temporal",
+    default=None,
+    help="Attentive: a separate recency encoding for each hop.",
+)
 @click.option("--combine", type=POSITIVE, help="Attentive: output layer size.")
 @click.option("--decoder-hidden", type=POSITIVE, help="Sequence answers: decoder size.")
 @click.option("--dropout", type=PROB)
