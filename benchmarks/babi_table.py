@@ -156,11 +156,17 @@ def table(args: argparse.Namespace) -> None:
         prev = sets["1k-attentive-previous"]
         prev = {t: {**r, "run": "previous/" + r["run"]} for t, r in prev.items()}
         picked = _pick(sets["1k-attentive"], prev)
-        sets = {"1k-attentive (picked)": picked, **sets}
-    cols = list(sets)
+        sets["1k-attentive (picked)"] = picked
+    order = ["1k-lstm", "1k-attentive", "1k-attentive-previous", "1k-attentive (picked)",
+             "10k-attentive"]  # fmt: skip
+    cols = sorted(sets, key=lambda c: order.index(c) if c in order else len(order))
     head = ["task", "Weston et al. LSTM (1k)", *(f"{c} accuracy" for c in cols)]
-    att = [c for c in cols if "attentive" in c]
-    multi = [c for c in cols if any(r["seeds"] > 1 for r in sets[c].values())]
+    # support hits of the kept models, seed ranges of the settings that had restarts
+    variants = ("1k-attentive", "1k-attentive-previous")
+    picked_shown = "1k-attentive (picked)" in sets
+    att = [c for c in cols if "attentive" in c and not (picked_shown and c in variants)]
+    multi = [c for c in cols if c != "1k-attentive (picked)"
+             and any(r["seeds"] > 1 for r in sets[c].values())]  # fmt: skip
     head += [f"{c} support hit" for c in att]
     head += [f"{c} test min-max over seeds" for c in multi]
     print("| " + " | ".join(head) + " |")
