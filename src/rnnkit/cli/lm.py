@@ -17,7 +17,6 @@ from rnnkit.train.lm_trainer import (
     Corpus,
     LMTrainConfig,
     bundled_corpus,
-    checkpoint_dir,
     evaluate,
     figures,
     load_lm,
@@ -192,7 +191,7 @@ def sample_cmd(
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def eval_cmd(checkpoint: str, text: str, encoding: str, batch_size: int, as_json: bool) -> None:
     """Perplexity (and bits per character) of a trained model on TEXT."""
-    model, vocab, cfg, _ = load_lm(checkpoint_dir(checkpoint))
+    model, vocab, cfg, _ = load_lm(checkpoint)
     ids = vocab.encode(read_text(text, encoding), where=text)
     res = figures(evaluate(model, ids, cfg.bptt, batch_size), vocab.level)
     res["tokens"] = int(len(ids))

@@ -211,16 +211,11 @@ def figures(nll: float, level: str) -> dict[str, float]:
 # --- the training loop ---------------------------------------------------------------------------
 
 
-def checkpoint_dir(path: str | Path) -> Path:
-    """Accept either a run's output folder or its checkpoint folder."""
-    p = Path(path)
-    return p / "checkpoint" if (p / "checkpoint").is_dir() else p
-
-
 def load_lm(path: str | Path) -> tuple[LanguageModel, Vocab, LMTrainConfig, dict[str, Any]]:
-    """Load a trained language model, its vocabulary and training config from a checkpoint."""
+    """Load a trained language model, its vocabulary and training config from a run folder
+    (its checkpoint/) or a checkpoint folder."""
     model, train_cfg, vocab, ck = load_run(
-        path, KIND, LMConfig, LMTrainConfig, LanguageModel, Vocab.from_json, checkpoint_dir
+        path, KIND, LMConfig, LMTrainConfig, LanguageModel, Vocab.from_json
     )
     return model, vocab, train_cfg, {"checkpoint": ck}
 

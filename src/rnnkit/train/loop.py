@@ -183,7 +183,6 @@ def load_run(
     train_config: type[Any],
     build: Callable[..., Any],
     read_vocab: Callable[[dict[str, Any]], Any],
-    folder: Callable[[str | Path], Path] = run_checkpoint,
 ) -> tuple[Any, Any, Any, Checkpoint]:
     """Load a trained model from a run folder (``best/`` preferred) or a checkpoint folder.
 
@@ -195,7 +194,7 @@ def load_run(
     Returns ``(model, train_cfg, vocab, checkpoint)``; ``vocab`` is what ``read_vocab``
     returned.
     """
-    ck = load_checkpoint(folder(path), kind=kind)
+    ck = load_checkpoint(run_checkpoint(path), kind=kind)
     try:
         model_cfg = model_config.from_dict(ck.config["model"])
         cfg = train_config.from_dict(ck.config["train"])
