@@ -77,6 +77,24 @@ def test_classifier_gradcheck(cell, bidir, layers, pooling, dropout):
     gradcheck(f, dict(model.params), dict(model.grads))
 
 
+def test_frozen_embedding_has_no_gradient_and_the_rest_is_unchanged():
+    """freeze_embed drops the embedding from grads; every other gradient is the unfrozen
+    model's (same weights, same dropout masks)."""
+    grads = []
+    for freeze in (False, True):
+        cfg = ClassifierConfig(vocab_size=9, num_classes=3, embed=4, hidden=5, embed_dropout=0.3,
+                               dropout=0.2, dtype="float64", freeze_embed=freeze)  # fmt: skip
+        model = SequenceClassifier(cfg, seed=2)
+        _, _, cache = model.forward(*_batch())
+        model.zero_grad()
+        model.backward(cache)
+        grads.append(model.grads)
+    full, frozen = grads
+    assert set(full) - set(frozen) == {"embedding.weight"}
+    for name, g in frozen.items():
+        np.testing.assert_array_equal(g, full[name], err_msg=name)
+
+
 class TorchClassifier(torch.nn.Module):
     def __init__(self, cfg):
         super().__init__()

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rnnkit.cli import main
@@ -215,3 +216,31 @@ def test_pretrained_extend_reads_words_training_never_saw(data, tmp_path, capsys
     assert main(["classify", "train", str(data / "train.tsv"), "--pretrained-extend",
                  "--out", str(tmp_path / "o3"), *SMALL]) == 1  # fmt: skip
     assert "--pretrained-extend needs --pretrained" in capsys.readouterr().err
+
+
+def test_freeze_embed_keeps_the_pretrained_vectors(data, tmp_path, capsys):
+    """--freeze-embed: the whole embedding keeps the --pretrained vectors through training
+    (and resume) while the rest of the model trains; it needs --pretrained."""
+    from rnnkit.train.task_trainer import load_classifier
+
+    vec = tmp_path / "v.txt"
+    vec.write_text("2 8\nfilm 1 2 3 4 5 6 7 8\nbad 1 -1 1 -1 1 -1 1 -1\n")
+    out = tmp_path / "frozen"
+    args = ["classify", "train", str(data / "train.tsv"), "--pretrained", str(vec),
+            "--freeze-embed", "--out", str(out), *SMALL]  # fmt: skip
+    assert main([*args, "--epochs", "1"]) == 0
+    first = load_classifier(out / "checkpoint")
+    assert main(["classify", "train", "--resume", "--out", str(out), "--epochs", "2",
+                 "--no-progress"]) == 0  # fmt: skip
+    capsys.readouterr()
+    clf = load_classifier(out / "checkpoint")
+    assert clf.cfg.freeze_embed and clf.model.config.freeze_embed
+    emb = clf.model.params["embedding.weight"]
+    assert emb[clf.vocab.stoi["film"]].tolist() == list(range(1, 9))
+    assert emb[clf.vocab.stoi["bad"]].tolist() == [1, -1] * 4
+    np.testing.assert_array_equal(emb, first.model.params["embedding.weight"])
+    assert "embedding.weight" not in clf.model.grads
+    assert not np.array_equal(clf.model.params["fc.weight"], first.model.params["fc.weight"])
+    assert main(["classify", "train", str(data / "train.tsv"), "--freeze-embed",
+                 "--out", str(tmp_path / "o2"), *SMALL]) == 1  # fmt: skip
+    assert "--freeze-embed needs --pretrained" in capsys.readouterr().err

@@ -386,6 +386,7 @@ class ClassifierConfig(ModelConfig):
     dropout: float = 0.0  # between stacked layers and on the pooled vector (training)
     nonlinearity: str = "tanh"  # for cell == "rnn"
     dtype: str = "float32"
+    freeze_embed: bool = False  # the embedding gets no gradient (torch: freeze=True)
 
     def __post_init__(self) -> None:
         self.check_positive("vocab_size", "num_classes", "embed", "hidden", "layers")
@@ -403,6 +404,9 @@ class SequenceClassifier(Module):
     Parameters (PyTorch-style names): ``embedding.weight`` (V, E), ``rnn.weight_ih_l0`` ...
     as ``torch.nn.LSTM`` etc. name them, ``fc.weight`` (C, dirs*H), ``fc.bias`` (C,).
     Initialisation is PyTorch's default (embedding ~ N(0, 1), the rest ~ U(+-1/sqrt(fan))).
+    With ``freeze_embed`` (``nn.Embedding.from_pretrained(..., freeze=True)`` in PyTorch) the
+    embedding has no entry in ``grads``: optimizers, penalties and clipping leave it alone
+    and the backward pass stops at the recurrent layer's input.
 
     Inputs/outputs of :meth:`forward`: ids (B, T) int (padding anywhere past ``lengths``),
     lengths (B,) in [1, T], labels (B,) int or None; returns (mean cross-entropy or None,
@@ -438,6 +442,8 @@ class SequenceClassifier(Module):
         # the recurrent layer's arrays are shared, not copied
         self.grads = {n: np.zeros_like(p) for n, p in self.params.items() if n[:4] != "rnn."}
         self.grads.update({"rnn." + n: g for n, g in self.rnn.grads.items()})
+        if c.freeze_embed:
+            del self.grads["embedding.weight"]
 
     def set_embeddings(self, ids: Array, vectors: Array) -> None:
         """Overwrite the embedding rows ``ids`` with pretrained ``vectors`` (K, E)."""
@@ -479,8 +485,9 @@ class SequenceClassifier(Module):
         dpooled = ops.dropout_backward(dpooled, cache["drop_p"])
         dh = pool_backward(dpooled, cache["pool"])  # (B, T, dirs*H)
         demb, _ = self.rnn.backward(dh, cache["rnn"])
-        demb = ops.dropout_backward(demb, cache["drop_e"])
-        self.grads["embedding.weight"] += ops.embedding_backward(demb, cache["emb"])
+        if "embedding.weight" in self.grads:
+            demb = ops.dropout_backward(demb, cache["drop_e"])
+            self.grads["embedding.weight"] += ops.embedding_backward(demb, cache["emb"])
 
     def predict_proba(self, ids: Array, lengths: Array) -> Array:
         """Class probabilities (B, C), no dropout."""

@@ -140,6 +140,11 @@ def group() -> None:
 @click.option("--pretrained-extend/--no-pretrained-extend", default=None,
               help="Add the --pretrained words that training lacks to the vocabulary: they "
                    "keep their vectors and are read instead of <unk>.")  # fmt: skip
+@click.option(
+    "--freeze-embed/--no-freeze-embed",
+    default=None,
+    help="Keep the --pretrained embedding fixed (no gradient, no update).",
+)
 @click.option("--encoding", default="utf-8", show_default=True)
 @click.option("--cell", type=click.Choice(["rnn", "lstm", "gru"]))
 @click.option("--embed", type=POSITIVE, help="Embedding size.")

@@ -372,7 +372,9 @@ def fit(
         ``best_epoch`` and ``interrupted`` (Ctrl-C).
     """
     model = task.model
-    opt = make_optimizer(cfg.optimizer, model.params, model.grads, cfg.lr, cfg.momentum)
+    # a parameter without a gradient buffer is frozen: no update, penalty or clipping
+    trainable = {n: p for n, p in model.params.items() if n in model.grads}
+    opt = make_optimizer(cfg.optimizer, trainable, model.grads, cfg.lr, cfg.momentum)
     sched = StepDecay(opt, factor=cfg.lr_decay, after_epoch=cfg.decay_after)
     data_rng = np.random.default_rng([cfg.seed, 1])  # batch order; the model's rng: dropout
     epoch_start = rng_state(data_rng)
@@ -423,7 +425,7 @@ def fit(
                 model.zero_grad()
                 model.backward(cache)
                 if cfg.l2 > 0:
-                    l2_penalty(model.params, model.grads, cfg.l2)
+                    l2_penalty(trainable, model.grads, cfg.l2)
                 if cfg.clip_norm is not None:
                     gnorm = clip_grad_norm(model.grads, cfg.clip_norm)
                 else:

@@ -99,6 +99,7 @@ class ClassifyTrainConfig(LoopConfig):
     valid_seed: int | None = None  # seed of the held-out split (None: --seed); fix it to
     # train several models (an ensemble) on the same split
     pretrained_extend: bool = False  # add the pretrained file's words that training lacks
+    freeze_embed: bool = False  # keep the (pretrained) embedding fixed
 
     def model_config(self, vocab_size: int, num_classes: int) -> ClassifierConfig:
         try:
@@ -107,6 +108,7 @@ class ClassifyTrainConfig(LoopConfig):
                 embed=self.embed, hidden=self.hidden, layers=self.layers,
                 bidirectional=self.bidirectional, pooling=self.pooling,
                 embed_dropout=self.embed_dropout, dropout=self.dropout,
+                freeze_embed=self.freeze_embed,
             )  # fmt: skip
         except ValueError as e:
             raise RnnkitError(str(e)) from None
@@ -338,8 +340,9 @@ def train_classifier(
                 n = len(vocab)
                 vocab = extend_vocab(vocab, read_word2vec_words(pretrained))
                 echo(f"vocabulary: {n:,} training words + {len(vocab) - n:,} words of {pretrained}")
-        elif cfg.pretrained_extend:
-            raise RnnkitError("--pretrained-extend needs --pretrained (a word2vec text file)")
+        elif cfg.pretrained_extend or cfg.freeze_embed:
+            flag = "--pretrained-extend" if cfg.pretrained_extend else "--freeze-embed"
+            raise RnnkitError(f"{flag} needs --pretrained (a word2vec text file)")
     model = SequenceClassifier(cfg.model_config(len(vocab), len(labels)), seed=cfg.seed)
     if ck is None:
         _load_pretrained(model, pretrained, vocab, echo)
