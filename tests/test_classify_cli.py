@@ -227,7 +227,8 @@ def test_freeze_embed_keeps_the_pretrained_vectors(data, tmp_path, capsys):
     vec.write_text("2 8\nfilm 1 2 3 4 5 6 7 8\nbad 1 -1 1 -1 1 -1 1 -1\n")
     out = tmp_path / "frozen"
     args = ["classify", "train", str(data / "train.tsv"), "--pretrained", str(vec),
-            "--freeze-embed", "--out", str(out), *SMALL]  # fmt: skip
+            "--freeze-embed", "--l2", "0.001", "--clip-norm", "1", "--out", str(out),
+            *SMALL]  # fmt: skip
     assert main([*args, "--epochs", "1"]) == 0
     first = load_classifier(out / "checkpoint")
     assert main(["classify", "train", "--resume", "--out", str(out), "--epochs", "2",
