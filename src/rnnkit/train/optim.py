@@ -384,12 +384,30 @@ class Adam(Optimizer):
         self.weight_decay = float(weight_decay)
 
     def _update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
-        if self.weight_decay:
-            g = g + self.weight_decay * p
         if "exp_avg" not in state:
             state["exp_avg"] = np.zeros_like(p)
             state["exp_avg_sq"] = np.zeros_like(p)
         m, v = state["exp_avg"], state["exp_avg_sq"]
+        arrays = (p, g, m, v)
+        if p.dtype in (np.float32, np.float64) and all(
+            a.dtype == p.dtype and a.flags.c_contiguous for a in arrays
+        ):
+            from rnnkit.train._fused import adam_update
+
+            t, f = self.step_count, p.dtype.type
+            adam_update(
+                *(a.reshape(-1) for a in arrays),
+                f(self.beta1), f(1.0 - self.beta1), f(self.beta2), f(1.0 - self.beta2),
+                f(self.lr / (1.0 - self.beta1**t)), f(math.sqrt(1.0 - self.beta2**t)),
+                f(self.eps), f(self.weight_decay),
+            )  # fmt: skip
+        else:
+            self._update_numpy(p, g, m, v)
+
+    def _update_numpy(self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray) -> None:
+        """The update in NumPy: the reference for the compiled one (any dtype or layout)."""
+        if self.weight_decay:
+            g = g + self.weight_decay * p
         m *= self.beta1
         m += (1.0 - self.beta1) * g
         v *= self.beta2
