@@ -82,7 +82,7 @@ def main() -> None:
             x[lo : lo + args.batch_size] = pooled(feats)["sentence_embedding"].numpy()
     print(f"encoded in {time.time() - t0:.0f} s")
     x -= x.mean(axis=0)
-    u, s, vt = np.linalg.svd(x, full_matrices=False)
+    u, s, _ = np.linalg.svd(x, full_matrices=False)
     kept = float((s[: args.dim] ** 2).sum() / (s**2).sum())
     x = u[:, : args.dim] * s[: args.dim]
     x /= x.std()

@@ -21,19 +21,12 @@ def adam_update(p, g, m, v, b1, omb1, b2, omb2, step_size, c2, eps, wd):  # noqa
     Same order as :meth:`rnnkit.train.optim.Adam._update_numpy`:
     ``g += wd p; m = m b1 + omb1 g; v = v b2 + (omb2 g) g; p -= (step m) / (sqrt(v) / c2 + eps)``.
     """
-    if wd != 0:
-        for i in range(p.size):
-            gi = g[i] + wd * p[i]
-            mi = m[i] * b1 + omb1 * gi
-            vi = v[i] * b2 + omb2 * gi * gi
-            m[i] = mi
-            v[i] = vi
-            p[i] -= step_size * mi / (np.sqrt(vi) / c2 + eps)
-    else:
-        for i in range(p.size):
-            gi = g[i]
-            mi = m[i] * b1 + omb1 * gi
-            vi = v[i] * b2 + omb2 * gi * gi
-            m[i] = mi
-            v[i] = vi
-            p[i] -= step_size * mi / (np.sqrt(vi) / c2 + eps)
+    for i in range(p.size):
+        gi = g[i]
+        if wd != 0:  # loop-invariant: LLVM unswitches it
+            gi = gi + wd * p[i]
+        mi = m[i] * b1 + omb1 * gi
+        vi = v[i] * b2 + omb2 * gi * gi
+        m[i] = mi
+        v[i] = vi
+        p[i] -= step_size * mi / (np.sqrt(vi) / c2 + eps)
