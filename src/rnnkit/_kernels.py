@@ -49,6 +49,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
+from rnnkit import _gemm as _g
+
 # 'contract' lets LLVM fuse a*b+c into FMAs; nothing that changes results beyond rounding.
 _JIT = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}, "nogil": True}
 
@@ -216,6 +218,13 @@ def gemm(blas, trans_a, trans_b, alpha, a, b, beta, c):  # type: ignore[no-untyp
     m, n = c.shape
     k = a.shape[0] if trans_a else a.shape[1]
     if m == 0 or n == 0:
+        return
+    if c.itemsize == 4 and alpha == 1 and (beta == 0 or beta == 1) and m >= _g.MIN_ROWS:
+        # float32 products over many rows (the layers' products over all T steps): rnnkit's
+        # own kernel, faster than a BLAS here (rnnkit._gemm); it packs b on each call, which
+        # pays off only over many rows
+        aa = a.T if trans_a else a
+        _g.gemm_packed(aa, _g.pack(b.T if trans_b else b), n, int(beta), c, 0, m)
         return
     if blas[0] != 0:
         fn = blas[0] if c.itemsize == 4 else blas[1]
@@ -397,7 +406,18 @@ def _add_output_grad(dh, dout, t, col, valid, hid):  # type: ignore[no-untyped-d
 
 
 @nb.njit(**_JIT)
-def _recurrent_grad(blas, dh, da_t, w_hh, db, valid, t):  # type: ignore[no-untyped-def]
+def _rgemm(blas, a, w, wp, beta, c):  # type: ignore[no-untyped-def]
+    """c = beta c + a w (beta 0 or 1) for the recurrent products of the loops: on ``wp``, w
+    packed once per call by :func:`rnnkit._gemm.pack` (float32), or through :func:`gemm`
+    where ``wp`` is empty."""
+    if wp.shape[0] > 0:
+        _g.gemm_packed(a, wp, c.shape[1], beta, c, 0, a.shape[0])
+    else:
+        gemm(blas, False, False, 1.0, a, w, beta, c)
+
+
+@nb.njit(**_JIT)
+def _recurrent_grad(blas, dh, da_t, w_hh, wp, db, valid, t):  # type: ignore[no-untyped-def]
     """db += the rows of da_t; dh <- (dh at padding rows, else 0) + da_t W_hh: dL/dh_{t-1}."""
     for b in range(da_t.shape[0]):
         _add(db, da_t[b])
@@ -405,23 +425,23 @@ def _recurrent_grad(blas, dh, da_t, w_hh, db, valid, t):  # type: ignore[no-unty
         for b in range(dh.shape[0]):
             if valid[t, b] != 0:
                 _zero(dh[b])
-        gemm(blas, False, False, 1.0, da_t, w_hh, 1.0, dh)
+        _rgemm(blas, da_t, w_hh, wp, 1, dh)
     else:
-        gemm(blas, False, False, 1.0, da_t, w_hh, 0.0, dh)
+        _rgemm(blas, da_t, w_hh, wp, 0, dh)
 
 
 # --- vanilla RNN ---------------------------------------------------------------------------------
 
 
 @nb.njit(**_JIT)
-def rnn_forward(blas, xw, w_hh_t, hbuf, col, reverse, valid, act):  # type: ignore[no-untyped-def]
+def rnn_forward(blas, xw, w_hh_t, wp, hbuf, col, reverse, valid, act):  # type: ignore[no-untyped-def]
     """h_t = act(xw_t + h_{t-1} W_hh^T) for all t; xw (T, B, H) is overwritten."""
     T, B, H = xw.shape
     for s in range(T):
         t = T - 1 - s if reverse else s
         hp, ho = _slots(t, reverse)
         a = xw[t]
-        gemm(blas, False, False, 1.0, hbuf[hp, :, col : col + H], w_hh_t, 1.0, a)
+        _rgemm(blas, hbuf[hp, :, col : col + H], w_hh_t, wp, 1, a)
         for b in range(B):
             h_new = hbuf[ho, b, col : col + H]
             if _carry(valid, t, b):
@@ -437,7 +457,7 @@ def rnn_forward(blas, xw, w_hh_t, hbuf, col, reverse, valid, act):  # type: igno
 
 
 @nb.njit(**_JIT)
-def rnn_backward(blas, hbuf, col, w_hh, dout, dcol, dh, da, db, valid, reverse, act, hid):  # type: ignore[no-untyped-def]
+def rnn_backward(blas, hbuf, col, w_hh, wp, dout, dcol, dh, da, db, valid, reverse, act, hid):  # type: ignore[no-untyped-def]
     """Fills da (T, B, H) with dL/d(pre-activation), adds its sum over steps and rows to db
     (H,); dh (B, H) ends as dL/dh_init."""
     T, B, H = da.shape
@@ -458,14 +478,14 @@ def rnn_backward(blas, hbuf, col, w_hh, dout, dcol, dh, da, db, valid, reverse, 
             else:
                 for j in range(H):
                     d[j] = dh_b[j] * _act_grad(h[j], act)
-        _recurrent_grad(blas, dh, da[t], w_hh, db, valid, t)
+        _recurrent_grad(blas, dh, da[t], w_hh, wp, db, valid, t)
 
 
 # --- LSTM ----------------------------------------------------------------------------------------
 
 
 @nb.njit(**_JIT)
-def lstm_forward(blas, xw, w_hh_t, hbuf, col, cbuf, tcbuf, reverse, valid, peep):  # type: ignore[no-untyped-def]
+def lstm_forward(blas, xw, w_hh_t, wp, hbuf, col, cbuf, tcbuf, reverse, valid, peep):  # type: ignore[no-untyped-def]
     """The LSTM over all steps; xw (T+1, B, 4H) ends holding the gates i, f, g, o.
 
     cbuf (T+1, B, H) receives c_t; tcbuf (T or 1, B, H) tanh(c_t) (kept for backward when
@@ -482,7 +502,7 @@ def lstm_forward(blas, xw, w_hh_t, hbuf, col, cbuf, tcbuf, reverse, valid, peep)
         pa, pg = _gate_slots(t, reverse)
         k = t if tcbuf.shape[0] > 1 else 0
         a, g = xw[pa], xw[pg]
-        gemm(blas, False, False, 1.0, hbuf[hp, :, col : col + H], w_hh_t, 1.0, a)
+        _rgemm(blas, hbuf[hp, :, col : col + H], w_hh_t, wp, 1, a)
         for b in range(B):
             h_new, c_new, c_prev = hbuf[ho, b, col : col + H], cbuf[co, b], cbuf[cp, b]
             if _carry(valid, t, b):
@@ -518,7 +538,7 @@ def lstm_forward(blas, xw, w_hh_t, hbuf, col, cbuf, tcbuf, reverse, valid, peep)
 
 
 @nb.njit(**_JIT)
-def lstm_backward(blas, gates, cbuf, tcbuf, w_hh, dout, dcol, dh, dc, da, db, valid, reverse,
+def lstm_backward(blas, gates, cbuf, tcbuf, w_hh, wp, dout, dcol, dh, dc, da, db, valid, reverse,
                   peep, dpeep, hid):  # type: ignore[no-untyped-def]  # fmt: skip
     """Fills da (T, B, 4H) and adds its sum to db (4H,); dh, dc (B, H) end as the gradients
     of the initial state. dpeep (3, H) accumulates the peephole gradients (unused when peep
@@ -573,7 +593,7 @@ def lstm_backward(blas, gates, cbuf, tcbuf, w_hh, dout, dcol, dh, dc, da, db, va
                     dp_o[j] += d_o[j] * c_new[j]
                 for j in range(H):
                     dc_b[j] += d_i[j] * w_ci[j] + d_f[j] * w_cf[j]
-        _recurrent_grad(blas, dh, da[t], w_hh, db, valid, t)
+        _recurrent_grad(blas, dh, da[t], w_hh, wp, db, valid, t)
 
 
 # --- GRU -----------------------------------------------------------------------------------------

@@ -54,6 +54,12 @@ def _kernels() -> Any:
     return K
 
 
+def _packed(K: Any, w: Array) -> Array:
+    """w packed for the compiled loops' float32 kernel (rnnkit._gemm), once per call; an
+    empty array (the loops then call BLAS) in float64."""
+    return K._g.pack(w) if w.dtype == np.float32 else K._g.EMPTY
+
+
 def _gemm_into(K: Any, out: Array, a: Array, b: Array, trans_a: bool = False) -> None:
     """out += op(a) @ b through BLAS, accumulating in place (out is a gradient array)."""
     if out.flags.c_contiguous:
@@ -497,7 +503,7 @@ class RNN(Recurrent):
     def _loop_forward(self, K, xw, hbuf, col, init, p, valid, reverse, keep):  # type: ignore[no-untyped-def]
         w_hh_t = K.transpose(K.BLAS, np.ascontiguousarray(p["weight_hh"]))  # (H, H)
         code = K.ACT_CODES[self.nonlinearity]
-        K.rnn_forward(K.BLAS, xw, w_hh_t, hbuf, col, reverse, valid, code)
+        K.rnn_forward(K.BLAS, xw, w_hh_t, _packed(K, w_hh_t), hbuf, col, reverse, valid, code)
         return [], ()
 
     def _loop_backward(self, K, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
@@ -508,7 +514,8 @@ class RNN(Recurrent):
         db = np.zeros(self.hidden_size, self.dtype)
         w_hh = np.ascontiguousarray(p["weight_hh"])
         code = K.ACT_CODES[self.nonlinearity]
-        K.rnn_backward(K.BLAS, hbuf, col, w_hh, dout, dcol, dh, da, db, valid, reverse, code, hid)
+        K.rnn_backward(K.BLAS, hbuf, col, w_hh, _packed(K, w_hh), dout, dcol, dh, da, db, valid,
+                       reverse, code, hid)  # fmt: skip
         return da, da, [dh], (db, db)
 
 
@@ -581,8 +588,8 @@ class LSTM(Recurrent):
         cbuf = np.empty((T + 1, B, H), self.dtype)  # c_t; slot 0 (T reversed): c_init
         cbuf[T if reverse else 0] = init[1]
         tcbuf = np.empty((T if keep else 1, B, H), self.dtype)  # tanh(c_t), for backward
-        K.lstm_forward(K.BLAS, xw, w_hh_t, hbuf, col, cbuf, tcbuf, reverse, valid,
-                       self._peep_rows(p))  # fmt: skip
+        K.lstm_forward(K.BLAS, xw, w_hh_t, _packed(K, w_hh_t), hbuf, col, cbuf, tcbuf, reverse,
+                       valid, self._peep_rows(p))  # fmt: skip
         gates = xw[1:] if reverse else xw[:T]  # (T, B, 4H): step t's gates at [t]
         return [cbuf[0 if reverse else T]], (gates, cbuf, tcbuf)
 
@@ -594,8 +601,8 @@ class LSTM(Recurrent):
         peep = self._peep_rows(p)
         dpeep = np.zeros_like(peep)
         w_hh = np.ascontiguousarray(p["weight_hh"])
-        K.lstm_backward(K.BLAS, gates, cbuf, tcbuf, w_hh, dout, dcol, dh, dc, da, db, valid,
-                        reverse, peep, dpeep, hid)  # fmt: skip
+        K.lstm_backward(K.BLAS, gates, cbuf, tcbuf, w_hh, _packed(K, w_hh), dout, dcol, dh, dc,
+                        da, db, valid, reverse, peep, dpeep, hid)  # fmt: skip
         if self.peepholes:
             g["weight_ci"] += dpeep[0]
             g["weight_cf"] += dpeep[1]

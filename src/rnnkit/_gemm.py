@@ -1,0 +1,213 @@
+"""A float32 matrix product for the recurrent layers, on weights packed once (numba + LLVM IR).
+
+``C = beta C + A B`` (beta 0 or 1) for float32 views with any row and column strides of A,
+B and unit column stride of C. B is first copied ("packed") into panels of ``NR`` columns,
+``(panels, K, NR)``, zero-padded, so that each step of the k loop reads one contiguous row of
+the panel; a micro-kernel then keeps an ``MR x NR`` block of C in vector registers over the
+whole k range and touches C only at its ends. This is the blocking of Goto and van de Geijn,
+"Anatomy of high-performance matrix multiplication" (ACM TOMS 34(3), 2008), the design of
+OpenBLAS and BLIS; what rnnkit gains by writing it is the packing: the recurrent layers call
+the same weight T times per sequence, and a BLAS packs it again on every call (measured on an
+AMD EPYC, 1 thread, (64 x 256) @ (256 x 1024): OpenBLAS 77 GFLOP/s, this kernel on weights
+packed once 112; BENCHMARKS.md).
+
+The micro-kernel is LLVM IR built here (an ``@intrinsic``): numba's loops do not keep an
+accumulator block in registers. It is one k loop of ``MR`` broadcasts, ``NV`` vector loads
+and ``MR * NV`` fused multiply-adds, and a sum over k runs in order for each element of C,
+so results are those of a naive loop with FMAs (within float32 rounding of any BLAS).
+Vectors are 16 floats where the processor has AVX-512 (24 of its 32 registers hold the
+block), 8 otherwise.
+"""
+
+from __future__ import annotations
+
+import llvmlite.binding as llvm
+import numba as nb
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+_JIT = {"cache": True, "error_model": "numpy", "nogil": True}
+
+
+def _vector_width() -> int:
+    features = llvm.get_host_cpu_features()
+    return 16 if features.get("avx512f", False) else 8
+
+
+VW = _vector_width()  # floats per vector register
+NV = 4  # vectors per row of the block
+NR = VW * NV  # columns of a panel
+MR = 6 if VW == 16 else 3  # rows of the block: MR * NV accumulators
+KC = 512  # k block: a panel's block is KC * NR floats (128 KiB with AVX-512), in L2
+MC = 96  # rows of A swept per panel before moving on, so they stay in L2
+MIN_ROWS = 256  # fewer rows than this: packing B costs more than it saves
+
+
+def _make_tile(mr: int):  # type: ignore[no-untyped-def]
+    """The micro-kernel for mr rows: C[0:mr, 0:NR] = (beta ? C : 0) + A[0:mr, 0:k] P[0:k].
+
+    Arguments (all int64): a (address of A[0, 0]), a_rs, a_ks (A's strides in elements),
+    p (address of the packed panel, k rows of NR floats), k, c (address of C[0, 0]), ldc,
+    beta (0 or 1).
+    """
+    f32 = ir.FloatType()
+    vty = ir.VectorType(f32, VW)
+    i64 = ir.IntType(64)
+
+    @intrinsic
+    def tile(typingctx, a, a_rs, a_ks, p, k, c, ldc, beta):  # type: ignore[no-untyped-def]
+        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+            a, a_rs, a_ks, p, k, c, ldc, beta = args
+            fptr, vptr = f32.as_pointer(), vty.as_pointer()
+            pa, pp, pc = (builder.inttoptr(v, fptr) for v in (a, p, c))
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vty, vty, vty]), f"llvm.fma.v{VW}f32"
+            )
+            zero_v = ir.Constant(vty, [0.0] * VW)
+            use_c = builder.icmp_signed("!=", beta, ir.Constant(i64, 0))
+
+            def c_addr(r: int, v: int):  # type: ignore[no-untyped-def]
+                off = builder.add(builder.mul(ir.Constant(i64, r), ldc), ir.Constant(i64, v * VW))
+                return builder.bitcast(builder.gep(pc, [off]), vptr)
+
+            init = [
+                [builder.select(use_c, builder.load(c_addr(r, v), align=4), zero_v)
+                 for v in range(NV)]
+                for r in range(mr)
+            ]  # fmt: skip
+            entry = builder.block
+            loop = builder.append_basic_block("k_loop")
+            done = builder.append_basic_block("k_done")
+            zero = ir.Constant(i64, 0)
+            builder.cbranch(builder.icmp_signed(">", k, zero), loop, done)
+
+            builder.position_at_end(loop)
+            kk = builder.phi(i64)
+            acc = [[builder.phi(vty) for _ in range(NV)] for _ in range(mr)]
+            row = builder.gep(pp, [builder.mul(kk, ir.Constant(i64, NR))])
+            bv = [
+                builder.load(builder.bitcast(builder.gep(row, [ir.Constant(i64, v * VW)]), vptr),
+                             align=4)
+                for v in range(NV)
+            ]  # fmt: skip
+            a_k = builder.mul(kk, a_ks)
+            mask = ir.Constant(ir.VectorType(ir.IntType(32), VW), [0] * VW)
+            new = []
+            for r in range(mr):
+                off = builder.add(builder.mul(ir.Constant(i64, r), a_rs), a_k)
+                s = builder.load(builder.gep(pa, [off]), align=4)
+                s = builder.insert_element(ir.Constant(vty, ir.Undefined), s,
+                                           ir.Constant(ir.IntType(32), 0))  # fmt: skip
+                s = builder.shuffle_vector(s, ir.Constant(vty, ir.Undefined), mask)
+                new.append([builder.call(fma, [s, bv[v], acc[r][v]]) for v in range(NV)])
+            k_next = builder.add(kk, ir.Constant(i64, 1))
+            kk.add_incoming(zero, entry)
+            kk.add_incoming(k_next, loop)
+            for r in range(mr):
+                for v in range(NV):
+                    acc[r][v].add_incoming(init[r][v], entry)
+                    acc[r][v].add_incoming(new[r][v], loop)
+            builder.cbranch(builder.icmp_signed("<", k_next, k), loop, done)
+
+            builder.position_at_end(done)
+            out = [[builder.phi(vty) for _ in range(NV)] for _ in range(mr)]
+            for r in range(mr):
+                for v in range(NV):
+                    out[r][v].add_incoming(init[r][v], entry)
+                    out[r][v].add_incoming(new[r][v], loop)
+                    builder.store(out[r][v], c_addr(r, v), align=4)
+            return context.get_dummy_value()
+
+        i = types.int64
+        return types.void(i, i, i, i, i, i, i, i), codegen
+
+    return tile
+
+
+_TILES = [_make_tile(mr) for mr in range(1, MR + 1)]
+_t1, _t2, _t3, _t4, _t5, _t6 = _TILES + [_TILES[-1]] * (6 - len(_TILES))
+
+
+@nb.njit(**_JIT)
+def _tile(mr, a, a_rs, a_ks, p, k, c, ldc, beta):  # type: ignore[no-untyped-def]
+    if mr >= 6:
+        _t6(a, a_rs, a_ks, p, k, c, ldc, beta)
+    elif mr == 5:
+        _t5(a, a_rs, a_ks, p, k, c, ldc, beta)
+    elif mr == 4:
+        _t4(a, a_rs, a_ks, p, k, c, ldc, beta)
+    elif mr == 3:
+        _t3(a, a_rs, a_ks, p, k, c, ldc, beta)
+    elif mr == 2:
+        _t2(a, a_rs, a_ks, p, k, c, ldc, beta)
+    else:
+        _t1(a, a_rs, a_ks, p, k, c, ldc, beta)
+
+
+EMPTY = np.empty((0, 0, NR), np.float32)  # "nothing packed"
+
+
+@nb.njit(**_JIT)
+def pack(b):  # type: ignore[no-untyped-def]
+    """B (K, N), any strides, as panels (ceil(N / NR), K, NR), zero-padded."""
+    K, N = b.shape
+    panels = (N + NR - 1) // NR
+    out = np.empty((panels, K, NR), np.float32)
+    for q in range(panels):
+        j0 = q * NR
+        w = min(NR, N - j0)
+        for k in range(K):
+            row = out[q, k]
+            src = b[k, j0 : j0 + w]
+            for j in range(w):
+                row[j] = src[j]
+            for j in range(w, NR):
+                row[j] = 0
+    return out
+
+
+@nb.njit(**_JIT)
+def gemm_packed(a, packed, n, beta, c, row_lo, row_hi):  # type: ignore[no-untyped-def]
+    """c[row_lo:row_hi] = beta c + a[row_lo:row_hi] B, B (K, n) given packed by :func:`pack`.
+
+    a (M, K) float32 with any strides; c (M, n) float32 with unit column stride; beta 0 or 1.
+    """
+    K = a.shape[1]
+    if row_hi <= row_lo or n == 0:
+        return
+    if K == 0:
+        if beta == 0:
+            for i in range(row_lo, row_hi):
+                c[i, :n] = 0
+        return
+    if c.shape[1] > 1 and c.strides[1] != 4:
+        raise ValueError("gemm_packed: columns of c must be contiguous")
+    a_rs, a_ks = a.strides[0] // 4, a.strides[1] // 4
+    ldc = c.strides[0] // 4
+    pa0, pp0, pc0 = a.ctypes.data, packed.ctypes.data, c.ctypes.data
+    panels = packed.shape[0]
+    tmp = np.empty((MR if n % NR else 0, NR), np.float32)  # for a last, partial panel
+    for k0 in range(0, K, KC):
+        kc = min(KC, K - k0)
+        bk = beta if k0 == 0 else 1
+        for i_blk in range(row_lo, row_hi, MC):
+            i_end = min(i_blk + MC, row_hi)
+            for q in range(panels):
+                j0 = q * NR
+                w = min(NR, n - j0)
+                pp = pp0 + (q * K + k0) * NR * 4
+                for i0 in range(i_blk, i_end, MR):
+                    mr = min(MR, i_end - i0)
+                    pa = pa0 + (i0 * a_rs + k0 * a_ks) * 4
+                    if w == NR:
+                        _tile(mr, pa, a_rs, a_ks, pp, kc, pc0 + (i0 * ldc + j0) * 4, ldc, bk)
+                    else:
+                        if bk:
+                            for r in range(mr):
+                                tmp[r, :w] = c[i0 + r, j0 : j0 + w]
+                        _tile(mr, pa, a_rs, a_ks, pp, kc, tmp.ctypes.data, NR, bk)
+                        for r in range(mr):
+                            c[i0 + r, j0 : j0 + w] = tmp[r, :w]
