@@ -116,6 +116,32 @@ def find_blas() -> tuple[int, int, int, int, int]:
 BLAS = find_blas()  # passed to every loop; zeros select the slow compiled fallbacks
 
 
+def _find_thread_query() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    names = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+             "openblas_get_num_threads")  # fmt: skip
+    for path in _blas_candidates():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in names:
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.restype, fn.argtypes = ctypes.c_int, []
+                return fn
+    return None
+
+
+_THREAD_QUERY = _find_thread_query()
+
+
+def blas_threads() -> int:
+    """How many threads NumPy's BLAS may use now (1 where it cannot tell): the layers run
+    their float32 work on as many, so ``threadpoolctl`` and ``OPENBLAS_NUM_THREADS`` govern
+    rnnkit as they govern NumPy."""
+    return max(1, int(_THREAD_QUERY())) if _THREAD_QUERY is not None else 1
+
+
 def _cblas_gemm(int_bits: int):  # type: ignore[no-untyped-def]
     """An intrinsic calling cblas_?gemm at a run-time address (so compiled code caches)."""
 
@@ -218,13 +244,6 @@ def gemm(blas, trans_a, trans_b, alpha, a, b, beta, c):  # type: ignore[no-untyp
     m, n = c.shape
     k = a.shape[0] if trans_a else a.shape[1]
     if m == 0 or n == 0:
-        return
-    if c.itemsize == 4 and alpha == 1 and (beta == 0 or beta == 1) and m >= _g.MIN_ROWS:
-        # float32 products over many rows (the layers' products over all T steps): rnnkit's
-        # own kernel, faster than a BLAS here (rnnkit._gemm); it packs b on each call, which
-        # pays off only over many rows
-        aa = a.T if trans_a else a
-        _g.gemm_packed(aa, _g.pack(b.T if trans_b else b), n, int(beta), c, 0, m)
         return
     if blas[0] != 0:
         fn = blas[0] if c.itemsize == 4 else blas[1]
@@ -600,7 +619,7 @@ def lstm_backward(blas, gates, cbuf, tcbuf, w_hh, wp, dout, dcol, dh, dc, da, db
 
 
 @nb.njit(**_JIT)
-def gru_forward(blas, xw, w_hh_t, b_hn, hbuf, col, aux, gh, reverse, valid, reset_after):  # type: ignore[no-untyped-def]
+def gru_forward(blas, xw, w_hh_t, wp1, wp2, b_hn, hbuf, col, aux, gh, reverse, valid, reset_after):  # type: ignore[no-untyped-def]
     """The GRU over all steps; xw (T+1, B, 3H) ends holding the gates r, z, n.
 
     reset_after: xw holds W_ih x + b_ih + [b_hr, b_hz, 0]; aux (T or 1, B, H) receives
@@ -618,9 +637,9 @@ def gru_forward(blas, xw, w_hh_t, b_hn, hbuf, col, aux, gh, reverse, valid, rese
         a, g = xw[pa], xw[pg]
         h_prev = hbuf[hp, :, col : col + H]
         if reset_after:
-            gemm(blas, False, False, 1.0, h_prev, w_hh_t, 0.0, gh)
+            _rgemm(blas, h_prev, w_hh_t, wp1, 0, gh)
         else:
-            gemm(blas, False, False, 1.0, h_prev, w_hh_t[:, : 2 * H], 1.0, a[:, : 2 * H])
+            _rgemm(blas, h_prev, w_hh_t[:, : 2 * H], wp1, 1, a[:, : 2 * H])
         for b in range(B):
             x_b = aux[k, b]
             if _carry(valid, t, b):
@@ -643,7 +662,7 @@ def gru_forward(blas, xw, w_hh_t, b_hn, hbuf, col, aux, gh, reverse, valid, rese
                 for j in range(H):
                     x_b[j] = g_r[j] * h_b[j]
         if not reset_after:  # n = tanh(xn + W_hn (r * h) + b_hn), b_hn already in xw
-            gemm(blas, False, False, 1.0, aux[k], w_hh_t[:, 2 * H :], 1.0, a[:, 2 * H :])
+            _rgemm(blas, aux[k], w_hh_t[:, 2 * H :], wp2, 1, a[:, 2 * H :])
             for b in range(B):
                 if not _carry(valid, t, b):
                     a_n, g_n = a[b, 2 * H :], g[b, 2 * H :]
@@ -660,8 +679,8 @@ def gru_forward(blas, xw, w_hh_t, b_hn, hbuf, col, aux, gh, reverse, valid, rese
 
 
 @nb.njit(**_JIT)
-def gru_backward(blas, gates, hbuf, col, aux, w_hh, dout, dcol, dh, dax, dah, dbx, dbh, drec,
-                 valid, reverse, reset_after, hid):  # type: ignore[no-untyped-def]  # fmt: skip
+def gru_backward(blas, gates, hbuf, col, aux, w_hh, wp1, wp2, dout, dcol, dh, dax, dah, dbx, dbh,
+                 drec, valid, reverse, reset_after, hid):  # type: ignore[no-untyped-def]  # fmt: skip
     """Fills dax and dah (T, B, 3H) (the same array in the textbook form) and adds their sums
     to dbx and dbh (3H,) (dbh unused in the textbook form); dh ends as dL/dh_0.
 
@@ -700,7 +719,7 @@ def gru_backward(blas, gates, hbuf, col, aux, w_hh, dout, dcol, dh, dax, dah, db
                     dgh_n[j] = d_n[j] * g_r[j]
         if not reset_after:
             # a_n = xn + W_hn (r * h_prev) + b_hn: drec = da_n W_hn
-            gemm(blas, False, False, 1.0, x_t[:, 2 * H :], w_hh[2 * H :], 0.0, drec)
+            _rgemm(blas, x_t[:, 2 * H :], w_hh[2 * H :], wp2, 0, drec)
             for b in range(B):
                 if _carry(valid, t, b):
                     continue
@@ -724,6 +743,6 @@ def gru_backward(blas, gates, hbuf, col, aux, w_hh, dout, dcol, dh, dax, dah, db
         if reset_after:
             for b in range(B):
                 _add(dbh, h_t[b])
-            gemm(blas, False, False, 1.0, h_t, w_hh, 1.0, dh)
+            _rgemm(blas, h_t, w_hh, wp1, 1, dh)
         else:
-            gemm(blas, False, False, 1.0, x_t[:, : 2 * H], w_hh[: 2 * H], 1.0, dh)
+            _rgemm(blas, x_t[:, : 2 * H], w_hh[: 2 * H], wp1, 1, dh)

@@ -30,6 +30,9 @@ steps is one strided matrix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial, reduce
 from typing import Any
 
 import numpy as np
@@ -60,10 +63,61 @@ def _packed(K: Any, w: Array) -> Array:
     return K._g.pack(w) if w.dtype == np.float32 else K._g.EMPTY
 
 
+def _total(arrays: list[Array]) -> Array:
+    """The sum of per-thread partial sums."""
+    return reduce(np.add, arrays)
+
+
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _in_parallel(calls: list[Callable[[], object]]) -> None:
+    """Run the calls at the same time, the first in this thread and the others in a pool;
+    they call compiled code that releases the GIL."""
+    if len(calls) == 1:
+        calls[0]()
+        return
+    if not _POOL or _POOL[0]._max_workers < len(calls) - 1:
+        _POOL[:] = [ThreadPoolExecutor(max_workers=len(calls) - 1, thread_name_prefix="rnnkit")]
+    futures = [_POOL[0].submit(c) for c in calls[1:]]
+    try:
+        calls[0]()
+    finally:
+        for f in futures:
+            f.result()
+
+
+def _parts(K: Any, n: int, dtype: Any, align: int = 1) -> list[slice]:
+    """range(n) cut into one contiguous slice per thread (multiples of ``align`` but the
+    last): as many threads as NumPy's BLAS may use, in float32 (the float64 loops call BLAS
+    at each step and stay in one thread)."""
+    k = min(K.blas_threads(), max(n // align, 1)) if dtype == np.float32 else 1
+    bounds = [round(i * n / k / align) * align for i in range(k)] + [n]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _product(
+    K: Any, a: Array, b: Array, beta: int, c: Array, trans_a: bool = False, trans_b: bool = False
+) -> None:
+    """c = beta c + op(a) @ op(b), beta 0 or 1: rnnkit's float32 kernel over row blocks in
+    parallel (rnnkit._gemm), BLAS for float64 and small products."""
+    M = c.shape[0]
+    if c.dtype == np.float32 and M >= K._g.MIN_ROWS and c.strides[1] == c.itemsize:
+        aa = a.T if trans_a else a
+        packed = K._g.pack(b.T if trans_b else b)
+        n = c.shape[1]
+        _in_parallel([
+            partial(K._g.gemm_packed, aa, packed, n, beta, c, s.start, s.stop)
+            for s in _parts(K, M, c.dtype, K._g.MR)
+        ])  # fmt: skip
+    else:
+        K.gemm(K.BLAS, trans_a, trans_b, 1.0, a, b, float(beta), c)
+
+
 def _gemm_into(K: Any, out: Array, a: Array, b: Array, trans_a: bool = False) -> None:
-    """out += op(a) @ b through BLAS, accumulating in place (out is a gradient array)."""
+    """out += op(a) @ b, accumulating in place (out is a gradient array)."""
     if out.flags.c_contiguous:
-        K.gemm(K.BLAS, trans_a, False, 1.0, a, b, 1.0, out)
+        _product(K, a, b, 1, out, trans_a=trans_a)
     else:
         out += (a.T if trans_a else a) @ b
 
@@ -277,7 +331,7 @@ class Recurrent(Module):
         proj = xw[:T] if reverse or not self.gate_slot else xw[1:]
         proj[...] = self._loop_input_bias(p)
         w_ih = np.ascontiguousarray(p["weight_ih"])
-        K.gemm(K.BLAS, False, True, 1.0, xs.reshape(T * B, D), w_ih, 1.0, proj.reshape(T * B, -1))
+        _product(K, xs.reshape(T * B, D), w_ih, 1, proj.reshape(T * B, -1), trans_b=True)
         final, cell_cache = self._loop_forward(K, xw, hbuf, col, init, p, valid, reverse, keep)
         final = [hbuf[1 if reverse else T, :, col : col + H], *final]
         return final, ((xs, hbuf, col, valid, reverse, cell_cache) if keep else None)
@@ -313,8 +367,7 @@ class Recurrent(Module):
             g["bias_ih"] += dbx
             g["bias_hh"] += dbh
         w_ih = np.ascontiguousarray(p["weight_ih"])
-        K.gemm(K.BLAS, False, False, 1.0, dax2, w_ih, 1.0 if accumulate else 0.0,
-               dxs.reshape(T * B, D))  # fmt: skip
+        _product(K, dax2, w_ih, int(accumulate), dxs.reshape(T * B, D))
         return dinit
 
     # --- the whole stack -----------------------------------------------------------------------
@@ -503,7 +556,12 @@ class RNN(Recurrent):
     def _loop_forward(self, K, xw, hbuf, col, init, p, valid, reverse, keep):  # type: ignore[no-untyped-def]
         w_hh_t = K.transpose(K.BLAS, np.ascontiguousarray(p["weight_hh"]))  # (H, H)
         code = K.ACT_CODES[self.nonlinearity]
-        K.rnn_forward(K.BLAS, xw, w_hh_t, _packed(K, w_hh_t), hbuf, col, reverse, valid, code)
+        wp = _packed(K, w_hh_t)
+        _in_parallel([
+            partial(K.rnn_forward, K.BLAS, xw[:, s], w_hh_t, wp, hbuf[:, s], col, reverse,
+                    valid[:, s], code)
+            for s in _parts(K, xw.shape[1], self.dtype)
+        ])  # fmt: skip
         return [], ()
 
     def _loop_backward(self, K, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
@@ -511,11 +569,17 @@ class RNN(Recurrent):
         T, B, _ = dout.shape
         dh = dfinal[0].copy()  # (B, H), becomes dL/dh_init
         da = np.empty((T, B, self.hidden_size), self.dtype)
-        db = np.zeros(self.hidden_size, self.dtype)
         w_hh = np.ascontiguousarray(p["weight_hh"])
+        wp = _packed(K, w_hh)
         code = K.ACT_CODES[self.nonlinearity]
-        K.rnn_backward(K.BLAS, hbuf, col, w_hh, _packed(K, w_hh), dout, dcol, dh, da, db, valid,
-                       reverse, code, hid)  # fmt: skip
+        parts = _parts(K, B, self.dtype)
+        dbs = [np.zeros(self.hidden_size, self.dtype) for _ in parts]  # one per thread
+        _in_parallel([
+            partial(K.rnn_backward, K.BLAS, hbuf[:, s], col, w_hh, wp, dout[:, s], dcol, dh[s],
+                    da[:, s], db, valid[:, s], reverse, code, hid[:, s])
+            for s, db in zip(parts, dbs, strict=True)
+        ])  # fmt: skip
+        db = _total(dbs)
         return da, da, [dh], (db, db)
 
 
@@ -588,8 +652,12 @@ class LSTM(Recurrent):
         cbuf = np.empty((T + 1, B, H), self.dtype)  # c_t; slot 0 (T reversed): c_init
         cbuf[T if reverse else 0] = init[1]
         tcbuf = np.empty((T if keep else 1, B, H), self.dtype)  # tanh(c_t), for backward
-        K.lstm_forward(K.BLAS, xw, w_hh_t, _packed(K, w_hh_t), hbuf, col, cbuf, tcbuf, reverse,
-                       valid, self._peep_rows(p))  # fmt: skip
+        wp, peep = _packed(K, w_hh_t), self._peep_rows(p)
+        _in_parallel([
+            partial(K.lstm_forward, K.BLAS, xw[:, s], w_hh_t, wp, hbuf[:, s], col, cbuf[:, s],
+                    tcbuf[:, s], reverse, valid[:, s], peep)
+            for s in _parts(K, B, self.dtype)
+        ])  # fmt: skip
         gates = xw[1:] if reverse else xw[:T]  # (T, B, 4H): step t's gates at [t]
         return [cbuf[0 if reverse else T]], (gates, cbuf, tcbuf)
 
@@ -597,12 +665,19 @@ class LSTM(Recurrent):
         hbuf, col, valid, reverse, (gates, cbuf, tcbuf) = cache
         dh, dc = dfinal[0].copy(), dfinal[1].copy()  # (B, H), become the initial state's grads
         da = np.empty(gates.shape, self.dtype)  # (T, B, 4H)
-        db = np.zeros(gates.shape[-1], self.dtype)
         peep = self._peep_rows(p)
-        dpeep = np.zeros_like(peep)
         w_hh = np.ascontiguousarray(p["weight_hh"])
-        K.lstm_backward(K.BLAS, gates, cbuf, tcbuf, w_hh, _packed(K, w_hh), dout, dcol, dh, dc,
-                        da, db, valid, reverse, peep, dpeep, hid)  # fmt: skip
+        wp = _packed(K, w_hh)
+        parts = _parts(K, dh.shape[0], self.dtype)
+        dbs = [np.zeros(gates.shape[-1], self.dtype) for _ in parts]  # one per thread
+        dpeeps = [np.zeros_like(peep) for _ in parts]
+        _in_parallel([
+            partial(K.lstm_backward, K.BLAS, gates[:, s], cbuf[:, s], tcbuf[:, s], w_hh, wp,
+                    dout[:, s], dcol, dh[s], dc[s], da[:, s], db, valid[:, s], reverse, peep,
+                    dpeep, hid[:, s])
+            for s, db, dpeep in zip(parts, dbs, dpeeps, strict=True)
+        ])  # fmt: skip
+        db, dpeep = _total(dbs), _total(dpeeps)
         if self.peepholes:
             g["weight_ci"] += dpeep[0]
             g["weight_cf"] += dpeep[1]
@@ -671,8 +746,12 @@ class GRU(Recurrent):
         aux = np.empty((T if keep else 1, B, H), self.dtype)
         gh = np.empty((B, 3 * H), self.dtype)  # scratch
         b_hn = np.ascontiguousarray(self._b_hh(p)[2 * H :])
-        K.gru_forward(K.BLAS, xw, w_hh_t, b_hn, hbuf, col, aux, gh, reverse, valid,
-                      self.reset_after)  # fmt: skip
+        wp1, wp2 = self._packed_hh(K, w_hh_t.T)
+        _in_parallel([
+            partial(K.gru_forward, K.BLAS, xw[:, s], w_hh_t, wp1, wp2, b_hn,
+                    hbuf[:, s], col, aux[:, s], gh[s], reverse, valid[:, s], self.reset_after)
+            for s in _parts(K, B, self.dtype)
+        ])  # fmt: skip
         return [], (xw[1:] if reverse else xw[:T], aux)
 
     def _loop_backward(self, K, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
@@ -682,12 +761,28 @@ class GRU(Recurrent):
         dax = np.empty(gates.shape, self.dtype)  # (T, B, 3H)
         dah = np.empty_like(dax) if self.reset_after else dax
         drec = np.empty((B, H), self.dtype)  # scratch
-        dbx = np.zeros(3 * H, self.dtype)
-        dbh = np.zeros(3 * H, self.dtype) if self.reset_after else dbx
         w_hh = np.ascontiguousarray(p["weight_hh"])
-        K.gru_backward(K.BLAS, gates, hbuf, col, aux, w_hh, dout, dcol, dh, dax, dah, dbx, dbh,
-                       drec, valid, reverse, self.reset_after, hid)  # fmt: skip
+        wp1, wp2 = self._packed_hh(K, w_hh, backward=True)
+        parts = _parts(K, B, self.dtype)
+        dbxs = [np.zeros(3 * H, self.dtype) for _ in parts]  # one per thread
+        dbhs = [np.zeros(3 * H, self.dtype) for _ in parts] if self.reset_after else dbxs
+        _in_parallel([
+            partial(K.gru_backward, K.BLAS, gates[:, s], hbuf[:, s], col, aux[:, s], w_hh, wp1,
+                    wp2, dout[:, s], dcol, dh[s], dax[:, s], dah[:, s], dbx, dbh, drec[s],
+                    valid[:, s], reverse, self.reset_after, hid[:, s])
+            for s, dbx, dbh in zip(parts, dbxs, dbhs, strict=True)
+        ])  # fmt: skip
+        dbx = _total(dbxs)
+        dbh = _total(dbhs) if self.reset_after else dbx
         return dax, dah, [dh], (dbx, dbh)
+
+    def _packed_hh(self, K: Any, w_hh: Array, backward: bool = False) -> tuple[Array, Array]:
+        """W_hh (3H, H) packed for the loops: whole (reset_after), or its r, z rows and its
+        n rows apart (textbook); transposed for the forward loop."""
+        H = self.hidden_size
+        parts = [w_hh] if self.reset_after else [w_hh[: 2 * H], w_hh[2 * H :]]
+        packed = [_packed(K, w if backward else w.T) for w in parts]
+        return packed[0], packed[1] if len(packed) > 1 else K._g.EMPTY
 
     def _weight_hh_grad(self, K: Any, dah2: Array, h_prev2: Array, cache: Any, gw: Array) -> None:
         if self.reset_after:
