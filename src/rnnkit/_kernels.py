@@ -414,10 +414,10 @@ def _add(dst, src):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(**_JIT)
-def _add_output_grad(dh, dout, t, col, valid, hid):  # type: ignore[no-untyped-def]
+def _add_output_grad(dh, dout, t, col, valid, hid, b_lo, b_hi):  # type: ignore[no-untyped-def]
     """dh += dout[t] (the step's output gradient; none at padding); keep it if asked."""
-    B, H = dh.shape
-    for b in range(B):
+    H = dh.shape[1]
+    for b in range(b_lo, b_hi):
         if not _carry(valid, t, b):
             _add(dh[b], dout[t, b, col : col + H])
         if hid.shape[0] > 0:
@@ -436,32 +436,32 @@ def _rgemm(blas, a, w, wp, beta, c):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(**_JIT)
-def _recurrent_grad(blas, dh, da_t, w_hh, wp, db, valid, t):  # type: ignore[no-untyped-def]
+def _recurrent_grad(blas, dh, da_t, w_hh, wp, db, valid, t, b_lo, b_hi):  # type: ignore[no-untyped-def]
     """db += the rows of da_t; dh <- (dh at padding rows, else 0) + da_t W_hh: dL/dh_{t-1}."""
-    for b in range(da_t.shape[0]):
+    for b in range(b_lo, b_hi):
         _add(db, da_t[b])
     if valid.shape[0] > 0:
-        for b in range(dh.shape[0]):
+        for b in range(b_lo, b_hi):
             if valid[t, b] != 0:
                 _zero(dh[b])
-        _rgemm(blas, da_t, w_hh, wp, 1, dh)
+        _rgemm(blas, da_t[b_lo:b_hi], w_hh, wp, 1, dh[b_lo:b_hi])
     else:
-        _rgemm(blas, da_t, w_hh, wp, 0, dh)
+        _rgemm(blas, da_t[b_lo:b_hi], w_hh, wp, 0, dh[b_lo:b_hi])
 
 
 # --- vanilla RNN ---------------------------------------------------------------------------------
 
 
 @nb.njit(**_JIT)
-def rnn_forward(blas, xw, w_hh_t, wp, hbuf, col, reverse, valid, act):  # type: ignore[no-untyped-def]
+def rnn_forward(blas, xw, w_hh_t, wp, hbuf, col, reverse, valid, act, b_lo, b_hi):  # type: ignore[no-untyped-def]
     """h_t = act(xw_t + h_{t-1} W_hh^T) for all t; xw (T, B, H) is overwritten."""
     T, B, H = xw.shape
     for s in range(T):
         t = T - 1 - s if reverse else s
         hp, ho = _slots(t, reverse)
         a = xw[t]
-        _rgemm(blas, hbuf[hp, :, col : col + H], w_hh_t, wp, 1, a)
-        for b in range(B):
+        _rgemm(blas, hbuf[hp, b_lo:b_hi, col : col + H], w_hh_t, wp, 1, a[b_lo:b_hi])
+        for b in range(b_lo, b_hi):
             h_new = hbuf[ho, b, col : col + H]
             if _carry(valid, t, b):
                 _copy(h_new, hbuf[hp, b, col : col + H])
@@ -476,7 +476,9 @@ def rnn_forward(blas, xw, w_hh_t, wp, hbuf, col, reverse, valid, act):  # type: 
 
 
 @nb.njit(**_JIT)
-def rnn_backward(blas, hbuf, col, w_hh, wp, dout, dcol, dh, da, db, valid, reverse, act, hid):  # type: ignore[no-untyped-def]
+def rnn_backward(
+    blas, hbuf, col, w_hh, wp, dout, dcol, dh, da, db, valid, reverse, act, hid, b_lo, b_hi
+):  # type: ignore[no-untyped-def]
     """Fills da (T, B, H) with dL/d(pre-activation), adds its sum over steps and rows to db
     (H,); dh (B, H) ends as dL/dh_init."""
     T, B, H = da.shape
@@ -484,8 +486,8 @@ def rnn_backward(blas, hbuf, col, w_hh, wp, dout, dcol, dh, da, db, valid, rever
     for s in range(T):
         t = s if reverse else T - 1 - s
         _, ho = _slots(t, reverse)
-        _add_output_grad(dh, dout, t, dcol, valid, hid)
-        for b in range(B):
+        _add_output_grad(dh, dout, t, dcol, valid, hid, b_lo, b_hi)
+        for b in range(b_lo, b_hi):
             d = da[t, b]
             if _carry(valid, t, b):
                 _zero(d)
@@ -497,21 +499,21 @@ def rnn_backward(blas, hbuf, col, w_hh, wp, dout, dcol, dh, da, db, valid, rever
             else:
                 for j in range(H):
                     d[j] = dh_b[j] * _act_grad(h[j], act)
-        _recurrent_grad(blas, dh, da[t], w_hh, wp, db, valid, t)
+        _recurrent_grad(blas, dh, da[t], w_hh, wp, db, valid, t, b_lo, b_hi)
 
 
 # --- LSTM ----------------------------------------------------------------------------------------
 
 
 @nb.njit(**_JIT)
-def lstm_forward(blas, xw, w_hh_t, wp, hbuf, col, cbuf, tcbuf, reverse, valid, peep):  # type: ignore[no-untyped-def]
+def lstm_forward(blas, xw, w_hh_t, wp, hbuf, col, cbuf, tcbuf, reverse, valid, peep, b_lo, b_hi):  # type: ignore[no-untyped-def]
     """The LSTM over all steps; xw (T+1, B, 4H) ends holding the gates i, f, g, o.
 
     cbuf (T+1, B, H) receives c_t; tcbuf (T or 1, B, H) tanh(c_t) (kept for backward when
     it has T slots); peep (3, H) holds w_ci, w_cf, w_co, or is empty (0, H) without peepholes.
     """
     T = xw.shape[0] - 1
-    B, G = xw.shape[1], xw.shape[2]
+    G = xw.shape[2]
     H = G // 4
     has_peep = peep.shape[0] > 0
     for s in range(T):
@@ -521,8 +523,8 @@ def lstm_forward(blas, xw, w_hh_t, wp, hbuf, col, cbuf, tcbuf, reverse, valid, p
         pa, pg = _gate_slots(t, reverse)
         k = t if tcbuf.shape[0] > 1 else 0
         a, g = xw[pa], xw[pg]
-        _rgemm(blas, hbuf[hp, :, col : col + H], w_hh_t, wp, 1, a)
-        for b in range(B):
+        _rgemm(blas, hbuf[hp, b_lo:b_hi, col : col + H], w_hh_t, wp, 1, a[b_lo:b_hi])
+        for b in range(b_lo, b_hi):
             h_new, c_new, c_prev = hbuf[ho, b, col : col + H], cbuf[co, b], cbuf[cp, b]
             if _carry(valid, t, b):
                 _copy(h_new, hbuf[hp, b, col : col + H])
@@ -558,7 +560,7 @@ def lstm_forward(blas, xw, w_hh_t, wp, hbuf, col, cbuf, tcbuf, reverse, valid, p
 
 @nb.njit(**_JIT)
 def lstm_backward(blas, gates, cbuf, tcbuf, w_hh, wp, dout, dcol, dh, dc, da, db, valid, reverse,
-                  peep, dpeep, hid):  # type: ignore[no-untyped-def]  # fmt: skip
+                  peep, dpeep, hid, b_lo, b_hi):  # type: ignore[no-untyped-def]  # fmt: skip
     """Fills da (T, B, 4H) and adds its sum to db (4H,); dh, dc (B, H) end as the gradients
     of the initial state. dpeep (3, H) accumulates the peephole gradients (unused when peep
     is empty).
@@ -570,8 +572,8 @@ def lstm_backward(blas, gates, cbuf, tcbuf, w_hh, wp, dout, dcol, dh, dc, da, db
     for s in range(T):
         t = s if reverse else T - 1 - s
         cp, co = (t + 1, t) if reverse else (t, t + 1)
-        _add_output_grad(dh, dout, t, dcol, valid, hid)
-        for b in range(B):
+        _add_output_grad(dh, dout, t, dcol, valid, hid, b_lo, b_hi)
+        for b in range(b_lo, b_hi):
             d = da[t, b]
             if _carry(valid, t, b):
                 _zero(d)
@@ -612,14 +614,16 @@ def lstm_backward(blas, gates, cbuf, tcbuf, w_hh, wp, dout, dcol, dh, dc, da, db
                     dp_o[j] += d_o[j] * c_new[j]
                 for j in range(H):
                     dc_b[j] += d_i[j] * w_ci[j] + d_f[j] * w_cf[j]
-        _recurrent_grad(blas, dh, da[t], w_hh, wp, db, valid, t)
+        _recurrent_grad(blas, dh, da[t], w_hh, wp, db, valid, t, b_lo, b_hi)
 
 
 # --- GRU -----------------------------------------------------------------------------------------
 
 
 @nb.njit(**_JIT)
-def gru_forward(blas, xw, w_hh_t, wp1, wp2, b_hn, hbuf, col, aux, gh, reverse, valid, reset_after):  # type: ignore[no-untyped-def]
+def gru_forward(
+    blas, xw, w_hh_t, wp1, wp2, b_hn, hbuf, col, aux, gh, reverse, valid, reset_after, b_lo, b_hi
+):  # type: ignore[no-untyped-def]
     """The GRU over all steps; xw (T+1, B, 3H) ends holding the gates r, z, n.
 
     reset_after: xw holds W_ih x + b_ih + [b_hr, b_hz, 0]; aux (T or 1, B, H) receives
@@ -627,7 +631,7 @@ def gru_forward(blas, xw, w_hh_t, wp1, wp2, b_hn, hbuf, col, aux, gh, reverse, v
     textbook: xw holds W_ih x + b_ih + b_hh; aux receives r * h_{t-1}, what W_hn multiplies.
     """
     T = xw.shape[0] - 1
-    B, G = xw.shape[1], xw.shape[2]
+    G = xw.shape[2]
     H = G // 3
     for s in range(T):
         t = T - 1 - s if reverse else s
@@ -635,12 +639,12 @@ def gru_forward(blas, xw, w_hh_t, wp1, wp2, b_hn, hbuf, col, aux, gh, reverse, v
         pa, pg = _gate_slots(t, reverse)
         k = t if aux.shape[0] > 1 else 0
         a, g = xw[pa], xw[pg]
-        h_prev = hbuf[hp, :, col : col + H]
+        h_prev = hbuf[hp, b_lo:b_hi, col : col + H]
         if reset_after:
-            _rgemm(blas, h_prev, w_hh_t, wp1, 0, gh)
+            _rgemm(blas, h_prev, w_hh_t, wp1, 0, gh[b_lo:b_hi])
         else:
-            _rgemm(blas, h_prev, w_hh_t[:, : 2 * H], wp1, 1, a[:, : 2 * H])
-        for b in range(B):
+            _rgemm(blas, h_prev, w_hh_t[:, : 2 * H], wp1, 1, a[b_lo:b_hi, : 2 * H])
+        for b in range(b_lo, b_hi):
             x_b = aux[k, b]
             if _carry(valid, t, b):
                 _zero(x_b)
@@ -662,13 +666,13 @@ def gru_forward(blas, xw, w_hh_t, wp1, wp2, b_hn, hbuf, col, aux, gh, reverse, v
                 for j in range(H):
                     x_b[j] = g_r[j] * h_b[j]
         if not reset_after:  # n = tanh(xn + W_hn (r * h) + b_hn), b_hn already in xw
-            _rgemm(blas, aux[k], w_hh_t[:, 2 * H :], wp2, 1, a[:, 2 * H :])
-            for b in range(B):
+            _rgemm(blas, aux[k, b_lo:b_hi], w_hh_t[:, 2 * H :], wp2, 1, a[b_lo:b_hi, 2 * H :])
+            for b in range(b_lo, b_hi):
                 if not _carry(valid, t, b):
                     a_n, g_n = a[b, 2 * H :], g[b, 2 * H :]
                     for j in range(H):
                         g_n[j] = _tanh(a_n[j])
-        for b in range(B):
+        for b in range(b_lo, b_hi):
             h_new, h_b = hbuf[ho, b, col : col + H], hbuf[hp, b, col : col + H]
             if _carry(valid, t, b):
                 _copy(h_new, h_b)
@@ -680,7 +684,7 @@ def gru_forward(blas, xw, w_hh_t, wp1, wp2, b_hn, hbuf, col, aux, gh, reverse, v
 
 @nb.njit(**_JIT)
 def gru_backward(blas, gates, hbuf, col, aux, w_hh, wp1, wp2, dout, dcol, dh, dax, dah, dbx, dbh,
-                 drec, valid, reverse, reset_after, hid):  # type: ignore[no-untyped-def]  # fmt: skip
+                 drec, valid, reverse, reset_after, hid, b_lo, b_hi):  # type: ignore[no-untyped-def]  # fmt: skip
     """Fills dax and dah (T, B, 3H) (the same array in the textbook form) and adds their sums
     to dbx and dbh (3H,) (dbh unused in the textbook form); dh ends as dL/dh_0.
 
@@ -692,9 +696,9 @@ def gru_backward(blas, gates, hbuf, col, aux, w_hh, wp1, wp2, dout, dcol, dh, da
     for s in range(T):
         t = s if reverse else T - 1 - s
         hp, _ = _slots(t, reverse)
-        _add_output_grad(dh, dout, t, dcol, valid, hid)
+        _add_output_grad(dh, dout, t, dcol, valid, hid, b_lo, b_hi)
         x_t, h_t = dax[t], dah[t]
-        for b in range(B):
+        for b in range(b_lo, b_hi):
             if _carry(valid, t, b):
                 _zero(x_t[b])
                 if reset_after:
@@ -719,8 +723,8 @@ def gru_backward(blas, gates, hbuf, col, aux, w_hh, wp1, wp2, dout, dcol, dh, da
                     dgh_n[j] = d_n[j] * g_r[j]
         if not reset_after:
             # a_n = xn + W_hn (r * h_prev) + b_hn: drec = da_n W_hn
-            _rgemm(blas, x_t[:, 2 * H :], w_hh[2 * H :], wp2, 0, drec)
-            for b in range(B):
+            _rgemm(blas, x_t[b_lo:b_hi, 2 * H :], w_hh[2 * H :], wp2, 0, drec[b_lo:b_hi])
+            for b in range(b_lo, b_hi):
                 if _carry(valid, t, b):
                     continue
                 g_r, d_r = gates[t, b, :H], x_t[b, :H]
@@ -728,7 +732,7 @@ def gru_backward(blas, gates, hbuf, col, aux, w_hh, wp1, wp2, dout, dcol, dh, da
                 for j in range(H):
                     d_r[j] = drec_b[j] * h_b[j] * g_r[j] * (one - g_r[j])
         # the direct path: dh_prev = dh z [+ drec r]; padding rows pass dh through
-        for b in range(B):
+        for b in range(b_lo, b_hi):
             if _carry(valid, t, b):
                 continue
             dh_b, g_z = dh[b], gates[t, b, H : 2 * H]
@@ -738,11 +742,11 @@ def gru_backward(blas, gates, hbuf, col, aux, w_hh, wp1, wp2, dout, dcol, dh, da
                 drec_b, g_r = drec[b], gates[t, b, :H]
                 for j in range(H):
                     dh_b[j] += drec_b[j] * g_r[j]
-        for b in range(B):
+        for b in range(b_lo, b_hi):
             _add(dbx, x_t[b])
         if reset_after:
-            for b in range(B):
+            for b in range(b_lo, b_hi):
                 _add(dbh, h_t[b])
-            _rgemm(blas, h_t, w_hh, wp1, 1, dh)
+            _rgemm(blas, h_t[b_lo:b_hi], w_hh, wp1, 1, dh[b_lo:b_hi])
         else:
-            _rgemm(blas, x_t[:, : 2 * H], w_hh[: 2 * H], wp1, 1, dh)
+            _rgemm(blas, x_t[b_lo:b_hi, : 2 * H], w_hh[: 2 * H], wp1, 1, dh[b_lo:b_hi])

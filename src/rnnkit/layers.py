@@ -30,6 +30,7 @@ steps is one strided matrix.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial, reduce
@@ -68,23 +69,36 @@ def _total(arrays: list[Array]) -> Array:
     return reduce(np.add, arrays)
 
 
-_POOL: list[ThreadPoolExecutor] = []
+_WORKERS: list[ThreadPoolExecutor] = []
+
+
+def _pin(cpu: int) -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
 
 
 def _in_parallel(calls: list[Callable[[], object]]) -> None:
-    """Run the calls at the same time, the first in this thread and the others in a pool;
-    they call compiled code that releases the GIL."""
+    """Run the calls at the same time (they call compiled code that releases the GIL).
+
+    Each runs in a worker thread of its own, pinned to its own CPU where the system allows
+    (Linux), while this thread waits: measured on the 2-core machine, a worker woken after
+    a pause of 50 ms or more was often placed on the CPU of the thread that woke it, so the
+    two halves of the work shared one core for milliseconds (BENCHMARKS.md).
+    """
     if len(calls) == 1:
         calls[0]()
         return
-    if not _POOL or _POOL[0]._max_workers < len(calls) - 1:
-        _POOL[:] = [ThreadPoolExecutor(max_workers=len(calls) - 1, thread_name_prefix="rnnkit")]
-    futures = [_POOL[0].submit(c) for c in calls[1:]]
-    try:
-        calls[0]()
-    finally:
-        for f in futures:
-            f.result()
+    if len(_WORKERS) < len(calls):
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+        for i in range(len(_WORKERS), len(calls)):
+            cpu = cpus[i % len(cpus)]
+            _WORKERS.append(
+                ThreadPoolExecutor(1, thread_name_prefix=f"rnnkit-{i}", initializer=_pin,
+                                   initargs=(cpu,))
+            )  # fmt: skip
+    futures = [w.submit(c) for w, c in zip(_WORKERS, calls, strict=False)]
+    for f in futures:
+        f.result()
 
 
 def _parts(K: Any, n: int, dtype: Any, align: int = 1) -> list[slice]:
@@ -558,8 +572,8 @@ class RNN(Recurrent):
         code = K.ACT_CODES[self.nonlinearity]
         wp = _packed(K, w_hh_t)
         _in_parallel([
-            partial(K.rnn_forward, K.BLAS, xw[:, s], w_hh_t, wp, hbuf[:, s], col, reverse,
-                    valid[:, s], code)
+            partial(K.rnn_forward, K.BLAS, xw, w_hh_t, wp, hbuf, col, reverse, valid, code,
+                    s.start, s.stop)
             for s in _parts(K, xw.shape[1], self.dtype)
         ])  # fmt: skip
         return [], ()
@@ -575,8 +589,8 @@ class RNN(Recurrent):
         parts = _parts(K, B, self.dtype)
         dbs = [np.zeros(self.hidden_size, self.dtype) for _ in parts]  # one per thread
         _in_parallel([
-            partial(K.rnn_backward, K.BLAS, hbuf[:, s], col, w_hh, wp, dout[:, s], dcol, dh[s],
-                    da[:, s], db, valid[:, s], reverse, code, hid[:, s])
+            partial(K.rnn_backward, K.BLAS, hbuf, col, w_hh, wp, dout, dcol, dh, da, db, valid,
+                    reverse, code, hid, s.start, s.stop)
             for s, db in zip(parts, dbs, strict=True)
         ])  # fmt: skip
         db = _total(dbs)
@@ -654,8 +668,8 @@ class LSTM(Recurrent):
         tcbuf = np.empty((T if keep else 1, B, H), self.dtype)  # tanh(c_t), for backward
         wp, peep = _packed(K, w_hh_t), self._peep_rows(p)
         _in_parallel([
-            partial(K.lstm_forward, K.BLAS, xw[:, s], w_hh_t, wp, hbuf[:, s], col, cbuf[:, s],
-                    tcbuf[:, s], reverse, valid[:, s], peep)
+            partial(K.lstm_forward, K.BLAS, xw, w_hh_t, wp, hbuf, col, cbuf, tcbuf, reverse,
+                    valid, peep, s.start, s.stop)
             for s in _parts(K, B, self.dtype)
         ])  # fmt: skip
         gates = xw[1:] if reverse else xw[:T]  # (T, B, 4H): step t's gates at [t]
@@ -672,9 +686,8 @@ class LSTM(Recurrent):
         dbs = [np.zeros(gates.shape[-1], self.dtype) for _ in parts]  # one per thread
         dpeeps = [np.zeros_like(peep) for _ in parts]
         _in_parallel([
-            partial(K.lstm_backward, K.BLAS, gates[:, s], cbuf[:, s], tcbuf[:, s], w_hh, wp,
-                    dout[:, s], dcol, dh[s], dc[s], da[:, s], db, valid[:, s], reverse, peep,
-                    dpeep, hid[:, s])
+            partial(K.lstm_backward, K.BLAS, gates, cbuf, tcbuf, w_hh, wp, dout, dcol, dh, dc, da,
+                    db, valid, reverse, peep, dpeep, hid, s.start, s.stop)
             for s, db, dpeep in zip(parts, dbs, dpeeps, strict=True)
         ])  # fmt: skip
         db, dpeep = _total(dbs), _total(dpeeps)
@@ -748,8 +761,8 @@ class GRU(Recurrent):
         b_hn = np.ascontiguousarray(self._b_hh(p)[2 * H :])
         wp1, wp2 = self._packed_hh(K, w_hh_t.T)
         _in_parallel([
-            partial(K.gru_forward, K.BLAS, xw[:, s], w_hh_t, wp1, wp2, b_hn,
-                    hbuf[:, s], col, aux[:, s], gh[s], reverse, valid[:, s], self.reset_after)
+            partial(K.gru_forward, K.BLAS, xw, w_hh_t, wp1, wp2, b_hn, hbuf, col, aux, gh,
+                    reverse, valid, self.reset_after, s.start, s.stop)
             for s in _parts(K, B, self.dtype)
         ])  # fmt: skip
         return [], (xw[1:] if reverse else xw[:T], aux)
@@ -767,9 +780,9 @@ class GRU(Recurrent):
         dbxs = [np.zeros(3 * H, self.dtype) for _ in parts]  # one per thread
         dbhs = [np.zeros(3 * H, self.dtype) for _ in parts] if self.reset_after else dbxs
         _in_parallel([
-            partial(K.gru_backward, K.BLAS, gates[:, s], hbuf[:, s], col, aux[:, s], w_hh, wp1,
-                    wp2, dout[:, s], dcol, dh[s], dax[:, s], dah[:, s], dbx, dbh, drec[s],
-                    valid[:, s], reverse, self.reset_after, hid[:, s])
+            partial(K.gru_backward, K.BLAS, gates, hbuf, col, aux, w_hh, wp1, wp2, dout, dcol,
+                    dh, dax, dah, dbx, dbh, drec, valid, reverse, self.reset_after, hid, s.start,
+                    s.stop)
             for s, dbx, dbh in zip(parts, dbxs, dbhs, strict=True)
         ])  # fmt: skip
         dbx = _total(dbxs)
