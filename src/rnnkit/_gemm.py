@@ -41,40 +41,49 @@ VW = _vector_width()  # floats per vector register
 NV = 4  # vectors per row of the block
 NR = VW * NV  # columns of a panel
 MR = 6 if VW == 16 else 3  # rows of the block: MR * NV accumulators
-KC = 512  # k block: a panel's block is KC * NR floats (128 KiB with AVX-512), in L2
-MC = 96  # rows of A swept per panel before moving on, so they stay in L2
+KC = 1024  # k block: a panel's block is KC * NR floats (128 KiB with AVX-512), in L2
+MC = 192  # rows of A swept per panel before moving on, so they stay in L2
 MIN_ROWS = 256  # fewer rows than this: packing B costs more than it saves
 
 
 def _make_tile(mr: int):  # type: ignore[no-untyped-def]
-    """The micro-kernel for mr rows: C[0:mr, 0:NR] = (beta ? C : 0) + A[0:mr, 0:k] P[0:k].
+    """The micro-kernel for mr rows: C[0:mr, 0:NR] = init + A[0:mr, 0:k] P[0:k], where init
+    is 0 (beta 0), C itself (beta 1) or the row vector bias[0:NR] in every row (beta 2).
 
     Arguments (all int64): a (address of A[0, 0]), a_rs, a_ks (A's strides in elements),
     p (address of the packed panel, k rows of NR floats), k, c (address of C[0, 0]), ldc,
-    beta (0 or 1).
+    beta, bias (an address; read only when beta is 2).
     """
     f32 = ir.FloatType()
     vty = ir.VectorType(f32, VW)
     i64 = ir.IntType(64)
 
     @intrinsic
-    def tile(typingctx, a, a_rs, a_ks, p, k, c, ldc, beta):  # type: ignore[no-untyped-def]
+    def tile(typingctx, a, a_rs, a_ks, p, k, c, ldc, beta, bias):  # type: ignore[no-untyped-def]
         def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-            a, a_rs, a_ks, p, k, c, ldc, beta = args
+            a, a_rs, a_ks, p, k, c, ldc, beta, bias = args
             fptr, vptr = f32.as_pointer(), vty.as_pointer()
-            pa, pp, pc = (builder.inttoptr(v, fptr) for v in (a, p, c))
+            pa, pp, pc, pbias = (builder.inttoptr(v, fptr) for v in (a, p, c, bias))
             fma = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(vty, [vty, vty, vty]), f"llvm.fma.v{VW}f32"
             )
             zero_v = ir.Constant(vty, [0.0] * VW)
-            use_c = builder.icmp_signed("!=", beta, ir.Constant(i64, 0))
+            use_c = builder.icmp_signed("==", beta, ir.Constant(i64, 1))
+            use_bias = builder.icmp_signed("==", beta, ir.Constant(i64, 2))
+            # the bias is read (harmlessly) whatever beta: pass a valid address
+            bias_v = [
+                builder.load(builder.bitcast(builder.gep(pbias, [ir.Constant(i64, v * VW)]),
+                                             vptr), align=4)
+                for v in range(NV)
+            ]  # fmt: skip
+            start = [builder.select(use_bias, bias_v[v], zero_v) for v in range(NV)]
 
             def c_addr(r: int, v: int):  # type: ignore[no-untyped-def]
                 off = builder.add(builder.mul(ir.Constant(i64, r), ldc), ir.Constant(i64, v * VW))
                 return builder.bitcast(builder.gep(pc, [off]), vptr)
 
             init = [
-                [builder.select(use_c, builder.load(c_addr(r, v), align=4), zero_v)
+                [builder.select(use_c, builder.load(c_addr(r, v), align=4), start[v])
                  for v in range(NV)]
                 for r in range(mr)
             ]  # fmt: skip
@@ -122,7 +131,7 @@ def _make_tile(mr: int):  # type: ignore[no-untyped-def]
             return context.get_dummy_value()
 
         i = types.int64
-        return types.void(i, i, i, i, i, i, i, i), codegen
+        return types.void(i, i, i, i, i, i, i, i, i), codegen
 
     return tile
 
@@ -132,19 +141,19 @@ _t1, _t2, _t3, _t4, _t5, _t6 = _TILES + [_TILES[-1]] * (6 - len(_TILES))
 
 
 @nb.njit(**_JIT)
-def _tile(mr, a, a_rs, a_ks, p, k, c, ldc, beta):  # type: ignore[no-untyped-def]
+def _tile(mr, a, a_rs, a_ks, p, k, c, ldc, beta, bias):  # type: ignore[no-untyped-def]
     if mr >= 6:
-        _t6(a, a_rs, a_ks, p, k, c, ldc, beta)
+        _t6(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
     elif mr == 5:
-        _t5(a, a_rs, a_ks, p, k, c, ldc, beta)
+        _t5(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
     elif mr == 4:
-        _t4(a, a_rs, a_ks, p, k, c, ldc, beta)
+        _t4(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
     elif mr == 3:
-        _t3(a, a_rs, a_ks, p, k, c, ldc, beta)
+        _t3(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
     elif mr == 2:
-        _t2(a, a_rs, a_ks, p, k, c, ldc, beta)
+        _t2(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
     else:
-        _t1(a, a_rs, a_ks, p, k, c, ldc, beta)
+        _t1(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
 
 
 EMPTY = np.empty((0, 0, NR), np.float32)  # "nothing packed"
@@ -170,21 +179,39 @@ def pack(b):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(**_JIT)
-def gemm_packed(a, packed, n, beta, c, row_lo, row_hi):  # type: ignore[no-untyped-def]
-    """c[row_lo:row_hi] = beta c + a[row_lo:row_hi] B, B (K, n) given packed by :func:`pack`.
+def pad_bias(b):  # type: ignore[no-untyped-def]
+    """A bias vector copied into a zero-padded float32 array of whole panels, for beta 2."""
+    out = np.zeros(((b.shape[0] + NR - 1) // NR) * NR, np.float32)
+    for j in range(b.shape[0]):
+        out[j] = b[j]
+    return out
 
-    a (M, K) float32 with any strides; c (M, n) float32 with unit column stride; beta 0 or 1.
+
+NO_BIAS = np.zeros(NR, np.float32)  # the bias argument where beta is 0 or 1
+
+
+@nb.njit(**_JIT)
+def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no-untyped-def]
+    """c[row_lo:row_hi] = init + a[row_lo:row_hi] B, B (K, n) given packed by :func:`pack`;
+    init is 0 (beta 0), c itself (beta 1), or bias in every row (beta 2; bias from
+    :func:`pad_bias`, else :data:`NO_BIAS`).
+
+    a (M, K) float32 with any strides; c (M, n) float32 with unit column stride.
     """
     K = a.shape[1]
     if row_hi <= row_lo or n == 0:
         return
-    if K == 0:
-        if beta == 0:
-            for i in range(row_lo, row_hi):
-                c[i, :n] = 0
-        return
     if c.shape[1] > 1 and c.strides[1] != 4:
         raise ValueError("gemm_packed: columns of c must be contiguous")
+    if beta == 2 and bias.shape[0] < packed.shape[0] * NR:
+        raise ValueError("gemm_packed: bias must be padded to whole panels (pad_bias)")
+    if K == 0:
+        for i in range(row_lo, row_hi):
+            if beta == 0:
+                c[i, :n] = 0
+            elif beta == 2:
+                c[i, :n] = bias[:n]
+        return
     a_rs, a_ks = a.strides[0] // 4, a.strides[1] // 4
     ldc = c.strides[0] // 4
     pa0, pp0, pc0 = a.ctypes.data, packed.ctypes.data, c.ctypes.data
@@ -199,15 +226,19 @@ def gemm_packed(a, packed, n, beta, c, row_lo, row_hi):  # type: ignore[no-untyp
                 j0 = q * NR
                 w = min(NR, n - j0)
                 pp = pp0 + (q * K + k0) * NR * 4
+                pb = bias.ctypes.data + (j0 * 4 if bk == 2 else 0)
                 for i0 in range(i_blk, i_end, MR):
                     mr = min(MR, i_end - i0)
                     pa = pa0 + (i0 * a_rs + k0 * a_ks) * 4
                     if w == NR:
-                        _tile(mr, pa, a_rs, a_ks, pp, kc, pc0 + (i0 * ldc + j0) * 4, ldc, bk)
+                        pc = pc0 + (i0 * ldc + j0) * 4
+                        _tile(mr, pa, a_rs, a_ks, pp, kc, pc, ldc, bk, pb)
                     else:
-                        if bk:
-                            for r in range(mr):
+                        for r in range(mr):
+                            if bk == 1:
                                 tmp[r, :w] = c[i0 + r, j0 : j0 + w]
-                        _tile(mr, pa, a_rs, a_ks, pp, kc, tmp.ctypes.data, NR, bk)
+                            elif bk == 2:
+                                tmp[r, :w] = bias[j0 : j0 + w]
+                        _tile(mr, pa, a_rs, a_ks, pp, kc, tmp.ctypes.data, NR, min(bk, 1), pb)
                         for r in range(mr):
                             c[i0 + r, j0 : j0 + w] = tmp[r, :w]

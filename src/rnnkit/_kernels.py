@@ -430,7 +430,7 @@ def _rgemm(blas, a, w, wp, beta, c):  # type: ignore[no-untyped-def]
     packed once per call by :func:`rnnkit._gemm.pack` (float32), or through :func:`gemm`
     where ``wp`` is empty."""
     if wp.shape[0] > 0:
-        _g.gemm_packed(a, wp, c.shape[1], beta, c, 0, a.shape[0])
+        _g.gemm_packed(a, wp, c.shape[1], beta, c, 0, a.shape[0], _g.NO_BIAS)
     else:
         gemm(blas, False, False, 1.0, a, w, beta, c)
 

@@ -111,20 +111,31 @@ def _parts(K: Any, n: int, dtype: Any, align: int = 1) -> list[slice]:
 
 
 def _product(
-    K: Any, a: Array, b: Array, beta: int, c: Array, trans_a: bool = False, trans_b: bool = False
-) -> None:
-    """c = beta c + op(a) @ op(b), beta 0 or 1: rnnkit's float32 kernel over row blocks in
-    parallel (rnnkit._gemm), BLAS for float64 and small products."""
+    K: Any, a: Array, b: Array, beta: int, c: Array, trans_a: bool = False,
+    trans_b: bool = False, bias: Array | float = 0.0,
+) -> None:  # fmt: skip
+    """c = beta c + op(a) @ op(b) (beta 0 or 1), plus ``bias`` (a row vector) when beta is 0:
+    rnnkit's float32 kernel over row blocks in parallel (rnnkit._gemm), BLAS for float64
+    and small products."""
     M = c.shape[0]
+    has_bias = not (np.isscalar(bias) and bias == 0)
     if c.dtype == np.float32 and M >= K._g.MIN_ROWS and c.strides[1] == c.itemsize:
         aa = a.T if trans_a else a
         packed = K._g.pack(b.T if trans_b else b)
         n = c.shape[1]
+        if has_bias:  # the kernel starts from the bias (beta 2): no pass to fill c first
+            padded = K._g.pad_bias(np.broadcast_to(np.asarray(bias, c.dtype), (n,)))
+            beta = 2
+        else:
+            padded = K._g.NO_BIAS
         _in_parallel([
-            partial(K._g.gemm_packed, aa, packed, n, beta, c, s.start, s.stop)
+            partial(K._g.gemm_packed, aa, packed, n, beta, c, s.start, s.stop, padded)
             for s in _parts(K, M, c.dtype, K._g.MR)
         ])  # fmt: skip
     else:
+        if has_bias:
+            c[...] = bias
+            beta = 1
         K.gemm(K.BLAS, trans_a, trans_b, 1.0, a, b, float(beta), c)
 
 
@@ -343,9 +354,9 @@ class Recurrent(Module):
         # the LSTM and GRU loops write gates one slot away from their pre-activations
         xw = np.empty((T + self.gate_slot, B, self.gates * H), self.dtype)
         proj = xw[:T] if reverse or not self.gate_slot else xw[1:]
-        proj[...] = self._loop_input_bias(p)
         w_ih = np.ascontiguousarray(p["weight_ih"])
-        _product(K, xs.reshape(T * B, D), w_ih, 1, proj.reshape(T * B, -1), trans_b=True)
+        _product(K, xs.reshape(T * B, D), w_ih, 0, proj.reshape(T * B, -1), trans_b=True,
+                 bias=self._loop_input_bias(p))  # fmt: skip
         final, cell_cache = self._loop_forward(K, xw, hbuf, col, init, p, valid, reverse, keep)
         final = [hbuf[1 if reverse else T, :, col : col + H], *final]
         return final, ((xs, hbuf, col, valid, reverse, cell_cache) if keep else None)

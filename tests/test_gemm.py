@@ -1,0 +1,119 @@
+"""rnnkit._gemm (the float32 kernel on packed weights) against NumPy's float64 matmul, and the
+layers at sizes that take it, in one and two threads, against torch.
+
+The layer tests of test_layers_torch use small shapes, where the layers' products over all
+steps go to BLAS (fewer than _gemm.MIN_ROWS rows); here T * B and the gate widths pass that
+bound, and every width leaves a partial panel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_layers_torch import compare, make_layer
+from threadpoolctl import threadpool_limits
+from torch_ref import max_rel
+
+from rnnkit import _gemm as G
+
+
+def _operand(rng, rows, cols, transposed, strided):
+    """A float32 (rows, cols) view: a transposed array, or a strided block of a larger one."""
+    if transposed:
+        return rng.standard_normal((cols, rows)).astype(np.float32).T
+    if strided:
+        return rng.standard_normal((rows + 3, 2 * cols + 1)).astype(np.float32)[2:, 1::2][:rows]
+    return rng.standard_normal((rows, cols)).astype(np.float32)
+
+
+SHAPES = [(1, 1, 1), (5, 3, 7), (6, 64, 64), (13, 130, 70), (64, 256, 1024), (300, 1030, 90)]
+
+
+@pytest.mark.parametrize("m,k,n", SHAPES)
+@pytest.mark.parametrize("beta", [0, 1, 2])
+def test_gemm_packed_matches_numpy(m, k, n, beta):
+    rng = np.random.default_rng(m * 1000 + k + n + beta)
+    for t_a, s_a, t_b, s_b in [(0, 0, 0, 0), (1, 0, 0, 1), (0, 1, 1, 0)]:
+        a = _operand(rng, m, k, t_a, s_a)
+        b = _operand(rng, k, n, t_b, s_b)
+        bias = rng.standard_normal(n).astype(np.float32)
+        big = rng.standard_normal((m + 2, n + 5)).astype(np.float32)
+        c = big[1 : m + 1, 2 : n + 2]  # a block with row stride n + 5: the rest must stay
+        before = big.copy()
+        start = {0: 0.0, 1: c.astype(np.float64), 2: bias.astype(np.float64)}[beta]
+        expect = start + a.astype(np.float64) @ b.astype(np.float64)
+        padded = G.pad_bias(bias) if beta == 2 else G.NO_BIAS
+        G.gemm_packed(a, G.pack(b), n, beta, c, 0, m, padded)
+        assert max_rel(c, expect) < 2e-6, (t_a, s_a, t_b, s_b)
+        outside = np.ones(big.shape, bool)
+        outside[1 : m + 1, 2 : n + 2] = False
+        np.testing.assert_array_equal(big[outside], before[outside])
+
+
+def test_gemm_packed_row_range_and_empty_k():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((20, 9)).astype(np.float32)
+    b = rng.standard_normal((9, 70)).astype(np.float32)
+    c = np.full((20, 70), 7.0, np.float32)
+    G.gemm_packed(a, G.pack(b), 70, 0, c, 5, 13, G.NO_BIAS)  # rows 5..12 only
+    np.testing.assert_allclose(c[5:13], a[5:13] @ b, rtol=2e-6, atol=1e-5)
+    assert (c[:5] == 7).all() and (c[13:] == 7).all()
+    empty = np.empty((20, 0), np.float32)
+    G.gemm_packed(empty, G.pack(np.empty((0, 70), np.float32)), 70, 2, c, 0, 20,
+                  G.pad_bias(np.arange(70, dtype=np.float32)))  # fmt: skip
+    np.testing.assert_array_equal(c, np.tile(np.arange(70, dtype=np.float32), (20, 1)))
+
+
+def test_pack_is_zero_padded_panels():
+    b = np.arange(3 * (G.NR + 5), dtype=np.float32).reshape(3, G.NR + 5)
+    p = G.pack(b)
+    assert p.shape == (2, 3, G.NR)
+    np.testing.assert_array_equal(p[0], b[:, : G.NR])
+    np.testing.assert_array_equal(p[1, :, :5], b[:, G.NR :])
+    assert (p[1, :, 5:] == 0).all()
+
+
+def test_gemm_packed_rejects_bad_arguments():
+    a = np.ones((6, 4), np.float32)
+    p = G.pack(np.ones((4, 8), np.float32))
+    with pytest.raises(ValueError, match="contiguous"):
+        G.gemm_packed(a, p, 8, 0, np.ones((6, 16), np.float32)[:, ::2], 0, 6, G.NO_BIAS)
+    with pytest.raises(ValueError, match="padded"):
+        G.gemm_packed(a, p, 8, 2, np.ones((6, 8), np.float32), 0, 6, np.ones(8, np.float32))
+
+
+# T * B = 300 rows; gate widths 4*70, 3*90, 260 and inputs of 70 all >= 256 or partial panels
+LAYERS = [("LSTM", None, 70), ("GRU", None, 90), ("RNN", "tanh", 260)]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("mode,nonlin,H", LAYERS, ids=[c[0] for c in LAYERS])
+def test_layers_on_the_kernel_match_torch(mode, nonlin, H, threads):
+    rng = np.random.default_rng(H + threads)
+    layer = make_layer(mode, nonlin, 70, H, 2, True, np.float32, seed=H)
+    B, T = 12, 25
+    lengths = rng.integers(1, T + 1, size=B)
+    with threadpool_limits(threads):
+        compare(layer, B, T, lengths, rng)
+
+
+@pytest.mark.parametrize("mode,nonlin,H", LAYERS, ids=[c[0] for c in LAYERS])
+def test_two_threads_give_the_one_thread_results(mode, nonlin, H):
+    """Rows are split between threads, not sums: outputs and input gradients are the same
+    bits; bias gradients add per-thread partial sums, so they agree to rounding."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((7, 40, 70)).astype(np.float32)
+    lengths = rng.integers(1, 41, size=7)
+    results = []
+    for threads in (1, 2):
+        layer = make_layer(mode, nonlin, 70, H, 1, True, np.float32, seed=2)
+        with threadpool_limits(threads):
+            out, final, cache = layer.forward(x, None, lengths)
+            layer.zero_grad()
+            dx, _ = layer.backward(np.ones_like(out), cache)
+        results.append((out, dx, dict(layer.grads)))
+    (out1, dx1, g1), (out2, dx2, g2) = results
+    np.testing.assert_array_equal(out1, out2)
+    np.testing.assert_array_equal(dx1, dx2)
+    for name in g1:
+        assert max_rel(g2[name], g1[name]) < 1e-6, name
