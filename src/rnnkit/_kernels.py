@@ -516,6 +516,7 @@ def lstm_forward(blas, xw, w_hh_t, wp, hbuf, col, cbuf, tcbuf, reverse, valid, p
     G = xw.shape[2]
     H = G // 4
     has_peep = peep.shape[0] > 0
+    vector = xw.itemsize == 4 and not has_peep
     for s in range(T):
         t = T - 1 - s if reverse else s
         hp, ho = _slots(t, reverse)
@@ -530,9 +531,42 @@ def lstm_forward(blas, xw, w_hh_t, wp, hbuf, col, cbuf, tcbuf, reverse, valid, p
                 _copy(h_new, hbuf[hp, b, col : col + H])
                 _copy(c_new, c_prev)
                 continue
+            tc = tcbuf[k, b]
+            j0 = 0
+            if vector:  # float32 without peepholes: whole vectors in registers (_g.lstm_cell)
+                pa_b, pg_b, pc_b = a[b].ctypes.data, g[b].ctypes.data, c_prev.ctypes.data
+                pn_b, pt_b, ph_b = c_new.ctypes.data, tc.ctypes.data, h_new.ctypes.data
+                for j0 in range(0, H - _g.VW + 1, _g.VW):
+                    o = j0 * 4
+                    _g.lstm_cell(pa_b + o, H, pg_b + o, pc_b + o, pn_b + o, pt_b + o, ph_b + o)
+                j0 = H - H % _g.VW
+                if j0 == H:
+                    continue
+                # the last H % VW units: the loops below, on views from j0
+                a_i, a_f, a_g = a[b, j0:H], a[b, H + j0 : 2 * H], a[b, 2 * H + j0 : 3 * H]
+                a_o = a[b, 3 * H + j0 :]
+                g_i, g_f, g_g = g[b, j0:H], g[b, H + j0 : 2 * H], g[b, 2 * H + j0 : 3 * H]
+                g_o = g[b, 3 * H + j0 :]
+                c_prev, c_new, tc = c_prev[j0:], c_new[j0:], tc[j0:]
+                h_new = h_new[j0:]
+                n = H - j0
+                for j in range(n):
+                    g_i[j] = _sigmoid(a_i[j])
+                for j in range(n):
+                    g_f[j] = _sigmoid(a_f[j])
+                for j in range(n):
+                    g_g[j] = _tanh(a_g[j])
+                for j in range(n):
+                    c_new[j] = g_f[j] * c_prev[j] + g_i[j] * g_g[j]
+                for j in range(n):
+                    g_o[j] = _sigmoid(a_o[j])
+                for j in range(n):
+                    tc[j] = _tanh(c_new[j])
+                for j in range(n):
+                    h_new[j] = g_o[j] * tc[j]
+                continue
             a_i, a_f, a_g, a_o = a[b, :H], a[b, H : 2 * H], a[b, 2 * H : 3 * H], a[b, 3 * H :]
             g_i, g_f, g_g, g_o = g[b, :H], g[b, H : 2 * H], g[b, 2 * H : 3 * H], g[b, 3 * H :]
-            tc = tcbuf[k, b]
             if has_peep:
                 w_ci, w_cf = peep[0], peep[1]
                 for j in range(H):
