@@ -317,3 +317,51 @@ def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no
                         _tile(mr, pa, a_rs, a_ks, pp, kc, tmp.ctypes.data, NR, min(bk, 1), pb)
                         for r in range(mr):
                             c[i0 + r, j0 : j0 + w] = tmp[r, :w]
+
+
+@nb.njit(**_JIT)
+def gemm_packed2(a1, p1, a2, p2, n, c, bias):  # type: ignore[no-untyped-def]
+    """c = bias + a1 B1 + a2 B2 for all rows of c, with B1 (K1, n) and B2 (K2, n) packed and
+    bias from :func:`pad_bias`; block by block of c, which stays in L1 between the products.
+
+    The LSTM's step: x_t W_ih^T + h_{t-1} W_hh^T + b in one pass, so that the input
+    projection never goes through memory (rnnkit._kernels.lstm_forward).
+    """
+    M, K1, K2 = c.shape[0], a1.shape[1], a2.shape[1]
+    if M == 0 or n == 0:
+        return
+    if c.shape[1] > 1 and c.strides[1] != 4:
+        raise ValueError("gemm_packed2: columns of c must be contiguous")
+    if bias.shape[0] < p1.shape[0] * NR or p1.shape[0] != p2.shape[0]:
+        raise ValueError("gemm_packed2: bias or panels do not match")
+    rs1, ks1 = a1.strides[0] // 4, a1.strides[1] // 4
+    rs2, ks2 = a2.strides[0] // 4, a2.strides[1] // 4
+    ldc = c.strides[0] // 4
+    pa1, pa2, pp1, pp2 = a1.ctypes.data, a2.ctypes.data, p1.ctypes.data, p2.ctypes.data
+    tmp = np.empty((MR, NR), np.float32)
+    for q in range(p1.shape[0]):
+        j0 = q * NR
+        w = min(NR, n - j0)
+        pb = bias.ctypes.data + j0 * 4
+        for i0 in range(0, M, MR):
+            mr = min(MR, M - i0)
+            pc, lc = (
+                (c.ctypes.data + (i0 * ldc + j0) * 4, ldc) if w == NR else (tmp.ctypes.data, NR)
+            )
+            beta = 2
+            for k0 in range(0, K1, KC):
+                pa = pa1 + (i0 * rs1 + k0 * ks1) * 4
+                _tile(mr, pa, rs1, ks1, pp1 + (q * K1 + k0) * NR * 4, min(KC, K1 - k0), pc, lc,
+                      beta, pb)  # fmt: skip
+                beta = 1
+            for k0 in range(0, K2, KC):
+                pa = pa2 + (i0 * rs2 + k0 * ks2) * 4
+                _tile(mr, pa, rs2, ks2, pp2 + (q * K2 + k0) * NR * 4, min(KC, K2 - k0), pc, lc,
+                      beta, pb)  # fmt: skip
+                beta = 1
+            if beta == 2:  # K1 = K2 = 0: c is the bias
+                for r in range(mr):
+                    c[i0 + r, j0 : j0 + w] = bias[j0 : j0 + w]
+            elif w < NR:
+                for r in range(mr):
+                    c[i0 + r, j0 : j0 + w] = tmp[r, :w]

@@ -506,14 +506,38 @@ def rnn_backward(
 
 
 @nb.njit(**_JIT)
-def lstm_forward(blas, xw, w_hh_t, wp, hbuf, col, cbuf, tcbuf, reverse, valid, peep, b_lo, b_hi):  # type: ignore[no-untyped-def]
+def lstm_forward(
+    blas,
+    xw,
+    w_hh_t,
+    wp,
+    hbuf,
+    col,
+    cbuf,
+    tcbuf,
+    reverse,
+    valid,
+    peep,
+    b_lo,
+    b_hi,
+    xs,
+    wp_ih,
+    bias,
+    pre,
+):  # type: ignore[no-untyped-def]
     """The LSTM over all steps; xw (T+1, B, 4H) ends holding the gates i, f, g, o.
 
     cbuf (T+1, B, H) receives c_t; tcbuf (T or 1, B, H) tanh(c_t) (kept for backward when
     it has T slots); peep (3, H) holds w_ci, w_cf, w_co, or is empty (0, H) without peepholes.
+
+    With xs (T, B, D) not empty (float32), xw holds no projection: each step computes
+    x_t W_ih^T + b + h_{t-1} W_hh^T into ``pre`` (B, 4H) (_g.gemm_packed2, on W_ih^T packed
+    as wp_ih and the bias padded), and the gates go to xw as above, or over ``pre`` where
+    xw is empty (inference).
     """
-    T = xw.shape[0] - 1
-    G = xw.shape[2]
+    fused = xs.shape[0] > 0
+    T = xs.shape[0] if fused else xw.shape[0] - 1
+    G = pre.shape[1] if fused else xw.shape[2]
     H = G // 4
     has_peep = peep.shape[0] > 0
     vector = xw.itemsize == 4 and not has_peep
@@ -523,8 +547,14 @@ def lstm_forward(blas, xw, w_hh_t, wp, hbuf, col, cbuf, tcbuf, reverse, valid, p
         cp, co = (t + 1, t) if reverse else (t, t + 1)
         pa, pg = _gate_slots(t, reverse)
         k = t if tcbuf.shape[0] > 1 else 0
-        a, g = xw[pa], xw[pg]
-        _rgemm(blas, hbuf[hp, b_lo:b_hi, col : col + H], w_hh_t, wp, 1, a[b_lo:b_hi])
+        if fused:
+            a = pre
+            g = xw[pg] if xw.shape[0] > 0 else pre
+            h_prev = hbuf[hp, b_lo:b_hi, col : col + H]
+            _g.gemm_packed2(xs[t, b_lo:b_hi], wp_ih, h_prev, wp, G, pre[b_lo:b_hi], bias)
+        else:
+            a, g = xw[pa], xw[pg]
+            _rgemm(blas, hbuf[hp, b_lo:b_hi, col : col + H], w_hh_t, wp, 1, a[b_lo:b_hi])
         for b in range(b_lo, b_hi):
             h_new, c_new, c_prev = hbuf[ho, b, col : col + H], cbuf[co, b], cbuf[cp, b]
             if _carry(valid, t, b):

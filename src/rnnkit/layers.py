@@ -328,6 +328,11 @@ class Recurrent(Module):
         bias gradients (sums of dax and dah over steps and rows)."""
         raise NotImplementedError
 
+    def _fuses_projection(self) -> bool:
+        """Whether the compiled loop computes each step's input projection itself (the
+        float32 LSTM) instead of one matmul over all steps before it."""
+        return False
+
     def _weight_hh_grad(self, K: Any, dah2: Array, h_prev2: Array, cache: Any, gw: Array) -> None:
         """dW_hh += sum_t dah_t^T h_{t-1}: one matmul over all T*B rows."""
         _gemm_into(K, gw, dah2, h_prev2, trans_a=True)
@@ -350,6 +355,12 @@ class Recurrent(Module):
         H = self.hidden_size
         reverse, col = bool(direction), direction * H
         hbuf[T + 1 if reverse else 0, :, col : col + H] = init[0]
+        if self._fuses_projection():  # the loop projects each step's input itself
+            xw = np.empty((T + 1 if keep else 0, B, self.gates * H), self.dtype)
+            final, cell_cache = self._loop_forward(K, xw, hbuf, col, init, p, valid, reverse,
+                                                   keep, xs)  # fmt: skip
+            final = [hbuf[1 if reverse else T, :, col : col + H], *final]
+            return final, ((xs, hbuf, col, valid, reverse, cell_cache) if keep else None)
         # the input projection of all T steps: one matmul before the loop
         # the LSTM and GRU loops write gates one slot away from their pre-activations
         xw = np.empty((T + self.gate_slot, B, self.gates * H), self.dtype)
@@ -670,17 +681,30 @@ class LSTM(Recurrent):
             return np.empty((0, self.hidden_size), self.dtype)
         return np.stack([p["weight_ci"], p["weight_cf"], p["weight_co"]])
 
-    def _loop_forward(self, K, xw, hbuf, col, init, p, valid, reverse, keep):  # type: ignore[no-untyped-def]
-        T, B = xw.shape[0] - 1, xw.shape[1]
+    def _fuses_projection(self) -> bool:
+        # measured: the projection's output (T*B*4H floats) no longer goes through memory
+        return self.dtype == np.float32
+
+    def _loop_forward(self, K, xw, hbuf, col, init, p, valid, reverse, keep, xs=None):  # type: ignore[no-untyped-def]
+        T = xs.shape[0] if xs is not None else xw.shape[0] - 1
+        B = hbuf.shape[1]
         H = self.hidden_size
         w_hh_t = K.transpose(K.BLAS, np.ascontiguousarray(p["weight_hh"]))  # (H, 4H)
+        if xs is not None:  # float32: the loop projects x_t itself
+            w_ih = np.ascontiguousarray(p["weight_ih"])
+            wp_ih = K._g.pack(w_ih.T)  # (D, 4H)
+            bias = np.broadcast_to(np.asarray(self._loop_input_bias(p), self.dtype), (4 * H,))
+            fused = (xs, wp_ih, K._g.pad_bias(bias), np.empty((B, 4 * H), self.dtype))
+        else:
+            empty = np.empty((0, 0, 0), self.dtype)
+            fused = (empty, K._g.EMPTY, K._g.NO_BIAS, np.empty((0, 4 * H), self.dtype))
         cbuf = np.empty((T + 1, B, H), self.dtype)  # c_t; slot 0 (T reversed): c_init
         cbuf[T if reverse else 0] = init[1]
         tcbuf = np.empty((T if keep else 1, B, H), self.dtype)  # tanh(c_t), for backward
         wp, peep = _packed(K, w_hh_t), self._peep_rows(p)
         _in_parallel([
             partial(K.lstm_forward, K.BLAS, xw, w_hh_t, wp, hbuf, col, cbuf, tcbuf, reverse,
-                    valid, peep, s.start, s.stop)
+                    valid, peep, s.start, s.stop, *fused)
             for s in _parts(K, B, self.dtype)
         ])  # fmt: skip
         gates = xw[1:] if reverse else xw[:T]  # (T, B, 4H): step t's gates at [t]
