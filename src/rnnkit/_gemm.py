@@ -211,6 +211,52 @@ def lstm_cell(typingctx, a, gate_stride, g, c_prev, c_new, tc, h):  # type: igno
     return types.void(i, i, i, i, i, i, i), codegen
 
 
+@intrinsic
+def lstm_cell_backward(typingctx, g, gate_stride, tc, c_prev, dh, dc, da):  # type: ignore[no-untyped-def]
+    """The LSTM's pointwise backward step for VW units of one row, in vector registers
+    (float32), the arithmetic of rnnkit._kernels.lstm_backward without peepholes:
+    da_o = dh tanh(c) o (1 - o); dc += dh o (1 - tanh(c)^2); da_i = dc g i (1 - i);
+    da_f = dc c_prev f (1 - f); da_g = dc i (1 - g^2); then dc <- dc f (for step t - 1).
+
+    Arguments are int64 addresses: the units' gate i activation (f, g, o ``gate_stride``
+    floats apart), tanh(c_t), c_{t-1}, dh, dc (read and written) and da (gate i's slot, the
+    others likewise apart).
+    """
+    f32 = ir.FloatType()
+    vty = ir.VectorType(f32, VW)
+    i64 = ir.IntType(64)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        g, stride, tc, c_prev, dh, dc, da = args
+        fptr, vptr = f32.as_pointer(), vty.as_pointer()
+
+        def addr(base, gate=0):  # type: ignore[no-untyped-def]
+            ptr = builder.inttoptr(base, fptr)
+            if gate:
+                ptr = builder.gep(ptr, [builder.mul(stride, ir.Constant(i64, gate))])
+            return builder.bitcast(ptr, vptr)
+
+        one = ir.Constant(vty, [1.0] * VW)
+        gi, gf, gg, go = (builder.load(addr(g, k), align=4) for k in range(4))
+        t = builder.load(addr(tc), align=4)
+        cp = builder.load(addr(c_prev), align=4)
+        dhv = builder.load(addr(dh), align=4)
+        dcv = builder.load(addr(dc), align=4)
+        mul, sub = builder.fmul, builder.fsub
+        d_o = mul(mul(mul(dhv, t), go), sub(one, go))
+        dcv = builder.fadd(dcv, mul(mul(dhv, go), sub(one, mul(t, t))))
+        d_i = mul(mul(mul(dcv, gg), gi), sub(one, gi))
+        d_f = mul(mul(mul(dcv, cp), gf), sub(one, gf))
+        d_g = mul(mul(dcv, gi), sub(one, mul(gg, gg)))
+        for k, v in enumerate((d_i, d_f, d_g, d_o)):
+            builder.store(v, addr(da, k), align=4)
+        builder.store(mul(dcv, gf), addr(dc), align=4)
+        return context.get_dummy_value()
+
+    i = types.int64
+    return types.void(i, i, i, i, i, i, i), codegen
+
+
 _TILES = [_make_tile(mr) for mr in range(1, MR + 1)]
 _t1, _t2, _t3, _t4, _t5, _t6 = _TILES + [_TILES[-1]] * (6 - len(_TILES))
 

@@ -633,6 +633,7 @@ def lstm_backward(blas, gates, cbuf, tcbuf, w_hh, wp, dout, dcol, dh, dc, da, db
     H = G // 4
     one = _cast(1.0, da)
     has_peep = peep.shape[0] > 0
+    vector = da.itemsize == 4 and not has_peep
     for s in range(T):
         t = s if reverse else T - 1 - s
         cp, co = (t + 1, t) if reverse else (t, t + 1)
@@ -642,41 +643,58 @@ def lstm_backward(blas, gates, cbuf, tcbuf, w_hh, wp, dout, dcol, dh, dc, da, db
             if _carry(valid, t, b):
                 _zero(d)
                 continue
-            g_i, g_f, g_g, g_o = (gates[t, b, :H], gates[t, b, H : 2 * H],
-                                  gates[t, b, 2 * H : 3 * H], gates[t, b, 3 * H :])  # fmt: skip
-            d_i, d_f, d_g, d_o = d[:H], d[H : 2 * H], d[2 * H : 3 * H], d[3 * H :]
-            tc, c_prev, dh_b, dc_b = tcbuf[t, b], cbuf[cp, b], dh[b], dc[b]
+            j0 = 0
+            if vector:  # float32 without peepholes: whole vectors in registers
+                pg_b, pt_b, pc_b = (
+                    gates[t, b].ctypes.data,
+                    tcbuf[t, b].ctypes.data,
+                    cbuf[cp, b].ctypes.data,
+                )
+                ph_b, pd_b, pa_b = dh[b].ctypes.data, dc[b].ctypes.data, d.ctypes.data
+                for j0 in range(0, H - _g.VW + 1, _g.VW):
+                    o = j0 * 4
+                    _g.lstm_cell_backward(pg_b + o, H, pt_b + o, pc_b + o, ph_b + o, pd_b + o,
+                                          pa_b + o)  # fmt: skip
+                j0 = H - H % _g.VW
+                if j0 == H:
+                    continue
+            # the loops (all units, or the last H % VW ones), on views from unit j0
+            n = H - j0
+            g_i, g_f = gates[t, b, j0:H], gates[t, b, H + j0 : 2 * H]
+            g_g, g_o = gates[t, b, 2 * H + j0 : 3 * H], gates[t, b, 3 * H + j0 :]
+            d_i, d_f, d_g, d_o = d[j0:H], d[H + j0 : 2 * H], d[2 * H + j0 : 3 * H], d[3 * H + j0 :]
+            tc, c_prev, dh_b, dc_b = tcbuf[t, b, j0:], cbuf[cp, b, j0:], dh[b, j0:], dc[b, j0:]
             # h = o * tanh(c): da_o = dh tanh(c) o (1 - o)
-            for j in range(H):
+            for j in range(n):
                 d_o[j] = dh_b[j] * tc[j] * g_o[j] * (one - g_o[j])
             # dL/dc_t = dc (from c_{t+1} = f c_t + ...) + dh o (1 - tanh(c)^2) [+ da_o w_co]
-            for j in range(H):
+            for j in range(n):
                 dc_b[j] += dh_b[j] * g_o[j] * (one - tc[j] * tc[j])
             if has_peep:
                 w_co = peep[2]
-                for j in range(H):
+                for j in range(n):
                     dc_b[j] += d_o[j] * w_co[j]
             # c = f * c_prev + i * g
-            for j in range(H):
+            for j in range(n):
                 d_i[j] = dc_b[j] * g_g[j] * g_i[j] * (one - g_i[j])
-            for j in range(H):
+            for j in range(n):
                 d_f[j] = dc_b[j] * c_prev[j] * g_f[j] * (one - g_f[j])
-            for j in range(H):
+            for j in range(n):
                 d_g[j] = dc_b[j] * g_i[j] * (one - g_g[j] * g_g[j])
             # the constant error carousel: dc_{t-1} = dc_t f_t [+ da_i w_ci + da_f w_cf]
-            for j in range(H):
+            for j in range(n):
                 dc_b[j] *= g_f[j]
             if has_peep:
                 c_new = cbuf[co, b]
                 dp_i, dp_f, dp_o = dpeep[0], dpeep[1], dpeep[2]
                 w_ci, w_cf = peep[0], peep[1]
-                for j in range(H):
+                for j in range(n):
                     dp_i[j] += d_i[j] * c_prev[j]
-                for j in range(H):
+                for j in range(n):
                     dp_f[j] += d_f[j] * c_prev[j]
-                for j in range(H):
+                for j in range(n):
                     dp_o[j] += d_o[j] * c_new[j]
-                for j in range(H):
+                for j in range(n):
                     dc_b[j] += d_i[j] * w_ci[j] + d_f[j] * w_cf[j]
         _recurrent_grad(blas, dh, da[t], w_hh, wp, db, valid, t, b_lo, b_hi)
 
