@@ -26,7 +26,8 @@ def _operand(rng, rows, cols, transposed, strided):
     return rng.standard_normal((rows, cols)).astype(np.float32)
 
 
-SHAPES = [(1, 1, 1), (5, 3, 7), (6, 64, 64), (13, 130, 70), (64, 256, 1024), (300, 1030, 90)]
+SHAPES = [(1, 1, 1), (5, 3, 7), (6, 64, 64), (13, 130, 70), (9, 20, 104), (64, 256, 1024),
+          (300, 1030, 90)]  # fmt: skip
 
 
 @pytest.mark.parametrize("m,k,n", SHAPES)
@@ -48,6 +49,21 @@ def test_gemm_packed_matches_numpy(m, k, n, beta):
         outside = np.ones(big.shape, bool)
         outside[1 : m + 1, 2 : n + 2] = False
         np.testing.assert_array_equal(big[outside], before[outside])
+
+
+@pytest.mark.parametrize("m,k1,k2,n", [(1, 1, 1, 1), (7, 5, 3, 40), (13, 1100, 70, 104),
+                                       (64, 256, 256, 1024)])  # fmt: skip
+def test_gemm_packed2_matches_numpy(m, k1, k2, n):
+    rng = np.random.default_rng(m + k1 + k2 + n)
+    a1 = _operand(rng, m, k1, False, True)
+    a2 = _operand(rng, m, k2, True, False)
+    b1, b2 = (rng.standard_normal((k, n)).astype(np.float32) for k in (k1, k2))
+    bias = rng.standard_normal(n).astype(np.float32)
+    c = np.full((m, n + 3), np.nan, np.float32)[:, 1 : n + 1]  # written, never read
+    G.gemm_packed2(a1, G.pack(b1), a2, G.pack(b2), n, c, G.pad_bias(bias))
+    f64 = np.float64
+    expect = bias.astype(f64) + a1.astype(f64) @ b1.astype(f64) + a2.astype(f64) @ b2.astype(f64)
+    assert max_rel(c, expect) < 2e-6
 
 
 def test_gemm_packed_row_range_and_empty_k():

@@ -46,8 +46,9 @@ MC = 192  # rows of A swept per panel before moving on, so they stay in L2
 MIN_ROWS = 256  # fewer rows than this: packing B costs more than it saves
 
 
-def _make_tile(mr: int):  # type: ignore[no-untyped-def]
-    """The micro-kernel for mr rows: C[0:mr, 0:NR] = init + A[0:mr, 0:k] P[0:k], where init
+def _make_tile(mr: int, nv: int = NV):  # type: ignore[no-untyped-def]
+    """The micro-kernel for mr rows and nv vectors: C[0:mr, 0:nv*VW] = init + A[0:mr, 0:k]
+    P[0:k, 0:nv*VW] (P's rows are NR floats apart whatever nv), where init
     is 0 (beta 0), C itself (beta 1) or the row vector bias[0:NR] in every row (beta 2).
 
     Arguments (all int64): a (address of A[0, 0]), a_rs, a_ks (A's strides in elements),
@@ -74,9 +75,9 @@ def _make_tile(mr: int):  # type: ignore[no-untyped-def]
             bias_v = [
                 builder.load(builder.bitcast(builder.gep(pbias, [ir.Constant(i64, v * VW)]),
                                              vptr), align=4)
-                for v in range(NV)
+                for v in range(nv)
             ]  # fmt: skip
-            start = [builder.select(use_bias, bias_v[v], zero_v) for v in range(NV)]
+            start = [builder.select(use_bias, bias_v[v], zero_v) for v in range(nv)]
 
             def c_addr(r: int, v: int):  # type: ignore[no-untyped-def]
                 off = builder.add(builder.mul(ir.Constant(i64, r), ldc), ir.Constant(i64, v * VW))
@@ -84,7 +85,7 @@ def _make_tile(mr: int):  # type: ignore[no-untyped-def]
 
             init = [
                 [builder.select(use_c, builder.load(c_addr(r, v), align=4), start[v])
-                 for v in range(NV)]
+                 for v in range(nv)]
                 for r in range(mr)
             ]  # fmt: skip
             entry = builder.block
@@ -95,12 +96,12 @@ def _make_tile(mr: int):  # type: ignore[no-untyped-def]
 
             builder.position_at_end(loop)
             kk = builder.phi(i64)
-            acc = [[builder.phi(vty) for _ in range(NV)] for _ in range(mr)]
+            acc = [[builder.phi(vty) for _ in range(nv)] for _ in range(mr)]
             row = builder.gep(pp, [builder.mul(kk, ir.Constant(i64, NR))])
             bv = [
                 builder.load(builder.bitcast(builder.gep(row, [ir.Constant(i64, v * VW)]), vptr),
                              align=4)
-                for v in range(NV)
+                for v in range(nv)
             ]  # fmt: skip
             a_k = builder.mul(kk, a_ks)
             mask = ir.Constant(ir.VectorType(ir.IntType(32), VW), [0] * VW)
@@ -111,20 +112,20 @@ def _make_tile(mr: int):  # type: ignore[no-untyped-def]
                 s = builder.insert_element(ir.Constant(vty, ir.Undefined), s,
                                            ir.Constant(ir.IntType(32), 0))  # fmt: skip
                 s = builder.shuffle_vector(s, ir.Constant(vty, ir.Undefined), mask)
-                new.append([builder.call(fma, [s, bv[v], acc[r][v]]) for v in range(NV)])
+                new.append([builder.call(fma, [s, bv[v], acc[r][v]]) for v in range(nv)])
             k_next = builder.add(kk, ir.Constant(i64, 1))
             kk.add_incoming(zero, entry)
             kk.add_incoming(k_next, loop)
             for r in range(mr):
-                for v in range(NV):
+                for v in range(nv):
                     acc[r][v].add_incoming(init[r][v], entry)
                     acc[r][v].add_incoming(new[r][v], loop)
             builder.cbranch(builder.icmp_signed("<", k_next, k), loop, done)
 
             builder.position_at_end(done)
-            out = [[builder.phi(vty) for _ in range(NV)] for _ in range(mr)]
+            out = [[builder.phi(vty) for _ in range(nv)] for _ in range(mr)]
             for r in range(mr):
-                for v in range(NV):
+                for v in range(nv):
                     out[r][v].add_incoming(init[r][v], entry)
                     out[r][v].add_incoming(new[r][v], loop)
                     builder.store(out[r][v], c_addr(r, v), align=4)
@@ -259,6 +260,11 @@ def lstm_cell_backward(typingctx, g, gate_stride, tc, c_prev, dh, dc, da):  # ty
 
 _TILES = [_make_tile(mr) for mr in range(1, MR + 1)]
 _t1, _t2, _t3, _t4, _t5, _t6 = _TILES + [_TILES[-1]] * (6 - len(_TILES))
+# narrower blocks for a last panel of few columns (N = 650: 10 columns, not 64)
+_NARROW = {(mr, nv): _make_tile(min(mr, MR), nv) for mr in range(1, 7) for nv in range(1, NV)}
+_n1_1, _n1_2, _n1_3, _n1_4, _n1_5, _n1_6 = (_NARROW[(m, 1)] for m in range(1, 7))
+_n2_1, _n2_2, _n2_3, _n2_4, _n2_5, _n2_6 = (_NARROW[(m, 2)] for m in range(1, 7))
+_n3_1, _n3_2, _n3_3, _n3_4, _n3_5, _n3_6 = (_NARROW[(m, 3)] for m in range(1, 7))
 
 
 @nb.njit(**_JIT)
@@ -275,6 +281,55 @@ def _tile(mr, a, a_rs, a_ks, p, k, c, ldc, beta, bias):  # type: ignore[no-untyp
         _t2(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
     else:
         _t1(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+
+
+@nb.njit(**_JIT)
+def _tile_narrow(mr, nv, a, a_rs, a_ks, p, k, c, ldc, beta, bias):  # type: ignore[no-untyped-def]
+    """_tile with nv < NV vectors per row (a last panel's few columns); mr <= MR."""
+    if nv == 1 and mr >= 6:
+        _n1_6(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 1 and mr == 5:
+        _n1_5(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 1 and mr == 4:
+        _n1_4(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 1 and mr == 3:
+        _n1_3(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 1 and mr == 2:
+        _n1_2(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 1 and mr == 1:
+        _n1_1(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 2 and mr >= 6:
+        _n2_6(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 2 and mr == 5:
+        _n2_5(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 2 and mr == 4:
+        _n2_4(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 2 and mr == 3:
+        _n2_3(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 2 and mr == 2:
+        _n2_2(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 2 and mr == 1:
+        _n2_1(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 3 and mr >= 6:
+        _n3_6(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 3 and mr == 5:
+        _n3_5(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 3 and mr == 4:
+        _n3_4(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 3 and mr == 3:
+        _n3_3(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 3 and mr == 2:
+        _n3_2(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    elif nv == 3 and mr == 1:
+        _n3_1(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+
+
+@nb.njit(**_JIT)
+def _tile_any(mr, nv, a, a_rs, a_ks, p, k, c, ldc, beta, bias):  # type: ignore[no-untyped-def]
+    if nv >= NV:
+        _tile(mr, a, a_rs, a_ks, p, k, c, ldc, beta, bias)
+    else:
+        _tile_narrow(mr, nv, a, a_rs, a_ks, p, k, c, ldc, beta, bias)
 
 
 EMPTY = np.empty((0, 0, NR), np.float32)  # "nothing packed"
@@ -360,7 +415,12 @@ def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no
                                 tmp[r, :w] = c[i0 + r, j0 : j0 + w]
                             elif bk == 2:
                                 tmp[r, :w] = bias[j0 : j0 + w]
-                        _tile(mr, pa, a_rs, a_ks, pp, kc, tmp.ctypes.data, NR, min(bk, 1), pb)
+                        nv = (w + VW - 1) // VW
+                        pt = tmp.ctypes.data
+                        if nv < NV:
+                            _tile_narrow(mr, nv, pa, a_rs, a_ks, pp, kc, pt, NR, min(bk, 1), pb)
+                        else:
+                            _tile(mr, pa, a_rs, a_ks, pp, kc, pt, NR, min(bk, 1), pb)
                         for r in range(mr):
                             c[i0 + r, j0 : j0 + w] = tmp[r, :w]
 
@@ -389,6 +449,7 @@ def gemm_packed2(a1, p1, a2, p2, n, c, bias):  # type: ignore[no-untyped-def]
         j0 = q * NR
         w = min(NR, n - j0)
         pb = bias.ctypes.data + j0 * 4
+        nv = (w + VW - 1) // VW
         for i0 in range(0, M, MR):
             mr = min(MR, M - i0)
             pc, lc = (
@@ -397,13 +458,13 @@ def gemm_packed2(a1, p1, a2, p2, n, c, bias):  # type: ignore[no-untyped-def]
             beta = 2
             for k0 in range(0, K1, KC):
                 pa = pa1 + (i0 * rs1 + k0 * ks1) * 4
-                _tile(mr, pa, rs1, ks1, pp1 + (q * K1 + k0) * NR * 4, min(KC, K1 - k0), pc, lc,
-                      beta, pb)  # fmt: skip
+                _tile_any(mr, nv, pa, rs1, ks1, pp1 + (q * K1 + k0) * NR * 4, min(KC, K1 - k0),
+                          pc, lc, beta, pb)  # fmt: skip
                 beta = 1
             for k0 in range(0, K2, KC):
                 pa = pa2 + (i0 * rs2 + k0 * ks2) * 4
-                _tile(mr, pa, rs2, ks2, pp2 + (q * K2 + k0) * NR * 4, min(KC, K2 - k0), pc, lc,
-                      beta, pb)  # fmt: skip
+                _tile_any(mr, nv, pa, rs2, ks2, pp2 + (q * K2 + k0) * NR * 4, min(KC, K2 - k0),
+                          pc, lc, beta, pb)  # fmt: skip
                 beta = 1
             if beta == 2:  # K1 = K2 = 0: c is the bias
                 for r in range(mr):
