@@ -1,9 +1,9 @@
 """rnnkit._gemm (the float32 kernel on packed weights) against NumPy's float64 matmul, and the
 layers at sizes that take it, in one and two threads, against torch.
 
-The layer tests of test_layers_torch use small shapes, where the layers' products over all
-steps go to BLAS (fewer than _gemm.MIN_ROWS rows); here T * B and the gate widths pass that
-bound, and every width leaves a partial panel.
+The layer tests of test_layers_torch use small shapes, where each product runs in one
+thread; here T * B passes _gemm.MIN_ROWS, so that the layers' products over all steps are
+split between threads, and every width leaves a partial panel.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ NR = VW * NV  # columns of a panel
 MR = 6 if VW == 16 else 3  # rows of the block: MR * NV accumulators
 KC = 1024  # k block: a panel's block is KC * NR floats (128 KiB with AVX-512), in L2
 MC = 192  # rows of A swept per panel before moving on, so they stay in L2
-MIN_ROWS = 256  # fewer rows than this: packing B costs more than it saves
+MIN_ROWS = 256  # fewer rows than this: a product is not split between threads
 
 
 def _make_tile(mr: int, nv: int = NV):  # type: ignore[no-untyped-def]

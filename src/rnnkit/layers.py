@@ -115,11 +115,11 @@ def _product(
     trans_b: bool = False, bias: Array | float = 0.0,
 ) -> None:  # fmt: skip
     """c = beta c + op(a) @ op(b) (beta 0 or 1), plus ``bias`` (a row vector) when beta is 0:
-    rnnkit's float32 kernel over row blocks in parallel (rnnkit._gemm), BLAS for float64
-    and small products."""
+    rnnkit's float32 kernel (rnnkit._gemm; over row blocks in parallel when large), BLAS
+    for float64."""
     M = c.shape[0]
     has_bias = not (np.isscalar(bias) and bias == 0)
-    if c.dtype == np.float32 and M >= K._g.MIN_ROWS and c.strides[1] == c.itemsize:
+    if c.dtype == np.float32 and c.strides[1] == c.itemsize and c.size > 0:
         aa = a.T if trans_a else a
         packed = K._g.pack(b.T if trans_b else b)
         n = c.shape[1]
@@ -128,9 +128,17 @@ def _product(
             beta = 2
         else:
             padded = K._g.NO_BIAS
+        # in parallel over row blocks when there is enough work (rows of the size of the
+        # products over all steps); never through BLAS, whose own threads would compete
+        k = aa.shape[1]
+        parts = (
+            _parts(K, M, c.dtype, K._g.MR)
+            if M >= K._g.MIN_ROWS and M * n * k >= 1 << 22
+            else [slice(0, M)]
+        )
         _in_parallel([
             partial(K._g.gemm_packed, aa, packed, n, beta, c, s.start, s.stop, padded)
-            for s in _parts(K, M, c.dtype, K._g.MR)
+            for s in parts
         ])  # fmt: skip
     else:
         if has_bias:
