@@ -2,8 +2,10 @@
 
 The arithmetic is that of :mod:`rnnkit.cells` (the NumPy reference, one step at a time);
 here the whole time loop of one layer and direction runs in one compiled function, so a step
-costs one BLAS call for the recurrent matmul plus a few vectorised passes over the gates,
-with no Python in between.
+costs one recurrent matmul (float32: rnnkit._gemm on W_hh packed once per call; float64:
+BLAS) plus vectorised passes over the gates, with no Python in between. Each loop works on
+the batch rows [b_lo, b_hi) of full arrays, so that the layer can run row ranges in
+parallel threads.
 
 Layouts (time-major, C-contiguous; B batch, T time, H hidden, G = gates * H, C columns of
 the layer's output, dirs * H):
@@ -524,6 +526,7 @@ def lstm_forward(
     wp_ih,
     bias,
     pre,
+    h0_zero,
 ):  # type: ignore[no-untyped-def]
     """The LSTM over all steps; xw (T+1, B, 4H) ends holding the gates i, f, g, o.
 
@@ -533,7 +536,7 @@ def lstm_forward(
     With xs (T, B, D) not empty (float32), xw holds no projection: each step computes
     x_t W_ih^T + b + h_{t-1} W_hh^T into ``pre`` (B, 4H) (_g.gemm_packed2, on W_ih^T packed
     as wp_ih and the bias padded), and the gates go to xw as above, or over ``pre`` where
-    xw is empty (inference).
+    xw is empty (inference). h0_zero: the initial state h is zero (its product is skipped).
     """
     fused = xs.shape[0] > 0
     T = xs.shape[0] if fused else xw.shape[0] - 1
@@ -551,6 +554,8 @@ def lstm_forward(
             a = pre
             g = xw[pg] if xw.shape[0] > 0 else pre
             h_prev = hbuf[hp, b_lo:b_hi, col : col + H]
+            if s == 0 and h0_zero:  # h_0 = 0: no recurrent product at the first step
+                h_prev = h_prev[:, :0]
             _g.gemm_packed2(xs[t, b_lo:b_hi], wp_ih, h_prev, wp, G, pre[b_lo:b_hi], bias)
         else:
             a, g = xw[pa], xw[pg]

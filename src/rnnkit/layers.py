@@ -20,12 +20,21 @@ direction starts there (PyTorch's packed-sequence semantics, without sorting).
 
 How backpropagation through time is organised, per layer and direction:
   before the loop:  XW = X W_ih^T + b_ih (+ b_hh)          one (T*B, D) x (D, G*H) matmul
-  in the loop:      the recurrent matmul (one BLAS call) and the pointwise gate math of
-                    each step, compiled; backward also sums the bias gradients there
+                    (the float32 LSTM instead adds x_t W_ih^T inside each step's product)
+  in the loop:      the recurrent matmul (on W_hh packed once per call) and the pointwise
+                    gate math of each step, compiled; backward also sums the bias gradients
   after the loop:   dW_ih = dA^T X, dW_hh = dA^T H_prev, dX = dA W_ih   one matmul each
 The layer's states live in one buffer per layer, (T + 2, B, dirs*H) with the initial states
 at both ends (see :mod:`rnnkit._kernels`), so the output is a slice of it and H_prev of all
 steps is one strided matrix.
+
+Speed (issue 4, BENCHMARKS.md): float32 products run on rnnkit's own kernel
+(:mod:`rnnkit._gemm`), float64 ones through NumPy's BLAS. In float32 the work uses as many
+threads as NumPy's BLAS may (``threadpoolctl``, ``OPENBLAS_NUM_THREADS``,
+``rnnkit --threads``): the time loops split the batch (rows are independent, so each thread
+runs its rows' whole recurrence with no synchronisation), and the large products split their
+output rows. Outputs do not depend on the thread count; bias gradients, which add per-thread
+partial sums, agree to rounding.
 """
 
 from __future__ import annotations
@@ -702,10 +711,11 @@ class LSTM(Recurrent):
             w_ih = np.ascontiguousarray(p["weight_ih"])
             wp_ih = K._g.pack(w_ih.T)  # (D, 4H)
             bias = np.broadcast_to(np.asarray(self._loop_input_bias(p), self.dtype), (4 * H,))
-            fused = (xs, wp_ih, K._g.pad_bias(bias), np.empty((B, 4 * H), self.dtype))
+            pre = np.empty((B, 4 * H), self.dtype)
+            fused = (xs, wp_ih, K._g.pad_bias(bias), pre, not init[0].any())
         else:
             empty = np.empty((0, 0, 0), self.dtype)
-            fused = (empty, K._g.EMPTY, K._g.NO_BIAS, np.empty((0, 4 * H), self.dtype))
+            fused = (empty, K._g.EMPTY, K._g.NO_BIAS, np.empty((0, 4 * H), self.dtype), False)
         cbuf = np.empty((T + 1, B, H), self.dtype)  # c_t; slot 0 (T reversed): c_init
         cbuf[T if reverse else 0] = init[1]
         tcbuf = np.empty((T if keep else 1, B, H), self.dtype)  # tanh(c_t), for backward
