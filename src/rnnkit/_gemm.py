@@ -147,6 +147,20 @@ _TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
            4.89352518554385e-03)  # fmt: skip
 
 
+_F32 = ir.FloatType()
+_VEC = ir.VectorType(_F32, VW)
+_I64 = ir.IntType(64)
+
+
+def _vector_at(builder, base, stride=None, gate: int = 0):  # type: ignore[no-untyped-def]
+    """A <VW x float> pointer to the address ``base`` (an int64), moved ``gate`` times
+    ``stride`` floats (the LSTM's gates lie H floats apart)."""
+    ptr = builder.inttoptr(base, _F32.as_pointer())
+    if gate:
+        ptr = builder.gep(ptr, [builder.mul(stride, ir.Constant(_I64, gate))])
+    return builder.bitcast(ptr, _VEC.as_pointer())
+
+
 @intrinsic
 def lstm_cell(typingctx, a, gate_stride, g, c_prev, c_new, tc, h):  # type: ignore[no-untyped-def]
     """The LSTM's pointwise step for VW units of one row, in vector registers (float32):
@@ -158,19 +172,13 @@ def lstm_cell(typingctx, a, gate_stride, g, c_prev, c_new, tc, h):  # type: igno
     (1 + tanh(x / 2)) / 2 with the same rational tanh), without their eight passes over
     memory: measured as the remaining pointwise cost of the LSTM's forward loop.
     """
-    f32 = ir.FloatType()
-    vty = ir.VectorType(f32, VW)
-    i64 = ir.IntType(64)
+    vty = _VEC
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         a, stride, g, c_prev, c_new, tc, h = args
-        fptr, vptr = f32.as_pointer(), vty.as_pointer()
 
         def addr(base, gate=0):  # type: ignore[no-untyped-def]
-            ptr = builder.inttoptr(base, fptr)
-            if gate:
-                ptr = builder.gep(ptr, [builder.mul(stride, ir.Constant(i64, gate))])
-            return builder.bitcast(ptr, vptr)
+            return _vector_at(builder, base, stride, gate)
 
         def const(x: float):  # type: ignore[no-untyped-def]
             return ir.Constant(vty, [float(np.float32(x))] * VW)
@@ -223,21 +231,14 @@ def lstm_cell_backward(typingctx, g, gate_stride, tc, c_prev, dh, dc, da):  # ty
     floats apart), tanh(c_t), c_{t-1}, dh, dc (read and written) and da (gate i's slot, the
     others likewise apart).
     """
-    f32 = ir.FloatType()
-    vty = ir.VectorType(f32, VW)
-    i64 = ir.IntType(64)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         g, stride, tc, c_prev, dh, dc, da = args
-        fptr, vptr = f32.as_pointer(), vty.as_pointer()
 
         def addr(base, gate=0):  # type: ignore[no-untyped-def]
-            ptr = builder.inttoptr(base, fptr)
-            if gate:
-                ptr = builder.gep(ptr, [builder.mul(stride, ir.Constant(i64, gate))])
-            return builder.bitcast(ptr, vptr)
+            return _vector_at(builder, base, stride, gate)
 
-        one = ir.Constant(vty, [1.0] * VW)
+        one = ir.Constant(_VEC, [1.0] * VW)
         gi, gf, gg, go = (builder.load(addr(g, k), align=4) for k in range(4))
         t = builder.load(addr(tc), align=4)
         cp = builder.load(addr(c_prev), align=4)

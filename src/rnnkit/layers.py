@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from functools import partial, reduce
 from typing import Any
 
@@ -106,6 +106,7 @@ def _in_parallel(calls: list[Callable[[], object]]) -> None:
                                    initargs=(cpu,))
             )  # fmt: skip
     futures = [w.submit(c) for w, c in zip(_WORKERS, calls, strict=False)]
+    wait(futures)  # all of them, even when one fails: they share arrays
     for f in futures:
         f.result()
 
