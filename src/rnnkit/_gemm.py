@@ -1,22 +1,28 @@
 """A float32 matrix product for the recurrent layers, on weights packed once (numba + LLVM IR).
 
-``C = beta C + A B`` (beta 0 or 1) for float32 views with any row and column strides of A,
-B and unit column stride of C. B is first copied ("packed") into panels of ``NR`` columns,
-``(panels, K, NR)``, zero-padded, so that each step of the k loop reads one contiguous row of
-the panel; a micro-kernel then keeps an ``MR x NR`` block of C in vector registers over the
-whole k range and touches C only at its ends. This is the blocking of Goto and van de Geijn,
-"Anatomy of high-performance matrix multiplication" (ACM TOMS 34(3), 2008), the design of
-OpenBLAS and BLIS; what rnnkit gains by writing it is the packing: the recurrent layers call
-the same weight T times per sequence, and a BLAS packs it again on every call (measured on an
-AMD EPYC, 1 thread, (64 x 256) @ (256 x 1024): OpenBLAS 77 GFLOP/s, this kernel on weights
-packed once 112; BENCHMARKS.md).
+``C = init + A B`` (init: zero, C itself, or a bias row) for float32 views with any row and
+column strides of A, B and unit column stride of C. B is first copied ("packed") into panels of
+``NR`` columns, ``(panels, K, NR)``, zero-padded, so that each step of the k loop reads one
+contiguous row of the panel; a micro-kernel then keeps an ``MR x NR`` block of C in vector
+registers over the whole k range and touches C only at its ends. This is the blocking of Goto
+and van de Geijn, "Anatomy of high-performance matrix multiplication" (ACM TOMS 34(3), 2008),
+the design of OpenBLAS and BLIS; what rnnkit gains by writing it is the packing: the recurrent
+layers call the same weight T times per sequence, and a BLAS packs it again on every call
+(measured on an AMD EPYC, 1 thread, (64 x 256) @ (256 x 1024): OpenBLAS 77 GFLOP/s, this kernel
+on weights packed once 112; BENCHMARKS.md).
 
 The micro-kernel is LLVM IR built here (an ``@intrinsic``): numba's loops do not keep an
 accumulator block in registers. It is one k loop of ``MR`` broadcasts, ``NV`` vector loads
 and ``MR * NV`` fused multiply-adds, and a sum over k runs in order for each element of C,
 so results are those of a naive loop with FMAs (within float32 rounding of any BLAS).
 Vectors are 16 floats where the processor has AVX-512 (24 of its 32 registers hold the
-block), 8 otherwise.
+block), 8 otherwise; a last panel of few columns uses a block of 1-3 vectors.
+
+Also here, for the float32 LSTM: :func:`gemm_packed2` (a step's b + x_t W_ih^T + h W_hh^T in
+one pass) and its pointwise steps forward and backward on whole vectors
+(:func:`lstm_cell`, :func:`lstm_cell_backward`). The layers call these from
+:mod:`rnnkit._kernels` and :mod:`rnnkit.layers`; tests/test_gemm.py checks them against NumPy
+and torch.
 """
 
 from __future__ import annotations
