@@ -58,95 +58,111 @@ MC = 192  # rows of A swept per panel before moving on, so they stay in L2
 MIN_ROWS = 256  # fewer rows than this: a product is not split between threads
 
 
-def _make_tile(mr: int, nv: int = NV):  # type: ignore[no-untyped-def]
-    """The micro-kernel for mr rows and nv vectors: C[0:mr, 0:nv*VW] = init + A[0:mr, 0:k]
-    P[0:k, 0:nv*VW] (P's rows are NR floats apart whatever nv), where init
-    is 0 (beta 0), C itself (beta 1) or the row vector bias[0:NR] in every row (beta 2).
+def _emit_tile(builder, mr: int, nv: int, args) -> None:  # type: ignore[no-untyped-def]
+    """Emit the micro-kernel for mr rows and nv vectors: C[0:mr, 0:nv*VW] = init +
+    A[0:mr, 0:k] P[0:k, 0:nv*VW] (P's rows are NR floats apart whatever nv), where init is 0
+    (beta 0), C itself (beta 1) or the row vector bias[0:nv*VW] in every row (beta 2).
 
-    Arguments (all int64): a (address of A[0, 0]), a_rs, a_ks (A's strides in elements),
-    p (address of the packed panel, k rows of NR floats), k, c (address of C[0, 0]), ldc,
-    beta, bias (an address; read only when beta is 2).
+    args (all int64): a (address of A[0, 0]), a_rs, a_ks (A's strides in elements), p
+    (address of the packed panel, k rows of NR floats), k, c (address of C[0, 0]), ldc, beta,
+    bias (an address, read whatever beta: pass a valid one).
     """
     f32 = ir.FloatType()
     vty = ir.VectorType(f32, VW)
     i64 = ir.IntType(64)
+    a, a_rs, a_ks, p, k, c, ldc, beta, bias = args
+    fptr, vptr = f32.as_pointer(), vty.as_pointer()
+    pa, pp, pc, pbias = (builder.inttoptr(v, fptr) for v in (a, p, c, bias))
+    fma = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [vty, vty, vty]), f"llvm.fma.v{VW}f32"
+    )
+    zero_v = ir.Constant(vty, [0.0] * VW)
+    use_c = builder.icmp_signed("==", beta, ir.Constant(i64, 1))
+    use_bias = builder.icmp_signed("==", beta, ir.Constant(i64, 2))
+    # the bias is read (harmlessly) whatever beta: pass a valid address
+    bias_v = [
+        builder.load(builder.bitcast(builder.gep(pbias, [ir.Constant(i64, v * VW)]),
+                                     vptr), align=4)
+        for v in range(nv)
+    ]  # fmt: skip
+    start = [builder.select(use_bias, bias_v[v], zero_v) for v in range(nv)]
 
-    @intrinsic
-    def tile(typingctx, a, a_rs, a_ks, p, k, c, ldc, beta, bias):  # type: ignore[no-untyped-def]
-        def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-            a, a_rs, a_ks, p, k, c, ldc, beta, bias = args
-            fptr, vptr = f32.as_pointer(), vty.as_pointer()
-            pa, pp, pc, pbias = (builder.inttoptr(v, fptr) for v in (a, p, c, bias))
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vty, [vty, vty, vty]), f"llvm.fma.v{VW}f32"
-            )
-            zero_v = ir.Constant(vty, [0.0] * VW)
-            use_c = builder.icmp_signed("==", beta, ir.Constant(i64, 1))
-            use_bias = builder.icmp_signed("==", beta, ir.Constant(i64, 2))
-            # the bias is read (harmlessly) whatever beta: pass a valid address
-            bias_v = [
-                builder.load(builder.bitcast(builder.gep(pbias, [ir.Constant(i64, v * VW)]),
-                                             vptr), align=4)
-                for v in range(nv)
-            ]  # fmt: skip
-            start = [builder.select(use_bias, bias_v[v], zero_v) for v in range(nv)]
+    def c_addr(r: int, v: int):  # type: ignore[no-untyped-def]
+        off = builder.add(builder.mul(ir.Constant(i64, r), ldc), ir.Constant(i64, v * VW))
+        return builder.bitcast(builder.gep(pc, [off]), vptr)
 
-            def c_addr(r: int, v: int):  # type: ignore[no-untyped-def]
-                off = builder.add(builder.mul(ir.Constant(i64, r), ldc), ir.Constant(i64, v * VW))
-                return builder.bitcast(builder.gep(pc, [off]), vptr)
+    init = [
+        [builder.select(use_c, builder.load(c_addr(r, v), align=4), start[v])
+         for v in range(nv)]
+        for r in range(mr)
+    ]  # fmt: skip
+    entry = builder.block
+    loop = builder.append_basic_block("k_loop")
+    done = builder.append_basic_block("k_done")
+    zero = ir.Constant(i64, 0)
+    builder.cbranch(builder.icmp_signed(">", k, zero), loop, done)
 
-            init = [
-                [builder.select(use_c, builder.load(c_addr(r, v), align=4), start[v])
-                 for v in range(nv)]
-                for r in range(mr)
-            ]  # fmt: skip
-            entry = builder.block
-            loop = builder.append_basic_block("k_loop")
-            done = builder.append_basic_block("k_done")
-            zero = ir.Constant(i64, 0)
-            builder.cbranch(builder.icmp_signed(">", k, zero), loop, done)
+    builder.position_at_end(loop)
+    kk = builder.phi(i64)
+    acc = [[builder.phi(vty) for _ in range(nv)] for _ in range(mr)]
+    row = builder.gep(pp, [builder.mul(kk, ir.Constant(i64, NR))])
+    bv = [
+        builder.load(builder.bitcast(builder.gep(row, [ir.Constant(i64, v * VW)]), vptr),
+                     align=4)
+        for v in range(nv)
+    ]  # fmt: skip
+    a_k = builder.mul(kk, a_ks)
+    mask = ir.Constant(ir.VectorType(ir.IntType(32), VW), [0] * VW)
+    new = []
+    for r in range(mr):
+        off = builder.add(builder.mul(ir.Constant(i64, r), a_rs), a_k)
+        s = builder.load(builder.gep(pa, [off]), align=4)
+        s = builder.insert_element(ir.Constant(vty, ir.Undefined), s,
+                                   ir.Constant(ir.IntType(32), 0))  # fmt: skip
+        s = builder.shuffle_vector(s, ir.Constant(vty, ir.Undefined), mask)
+        new.append([builder.call(fma, [s, bv[v], acc[r][v]]) for v in range(nv)])
+    k_next = builder.add(kk, ir.Constant(i64, 1))
+    kk.add_incoming(zero, entry)
+    kk.add_incoming(k_next, loop)
+    for r in range(mr):
+        for v in range(nv):
+            acc[r][v].add_incoming(init[r][v], entry)
+            acc[r][v].add_incoming(new[r][v], loop)
+    builder.cbranch(builder.icmp_signed("<", k_next, k), loop, done)
 
-            builder.position_at_end(loop)
-            kk = builder.phi(i64)
-            acc = [[builder.phi(vty) for _ in range(nv)] for _ in range(mr)]
-            row = builder.gep(pp, [builder.mul(kk, ir.Constant(i64, NR))])
-            bv = [
-                builder.load(builder.bitcast(builder.gep(row, [ir.Constant(i64, v * VW)]), vptr),
-                             align=4)
-                for v in range(nv)
-            ]  # fmt: skip
-            a_k = builder.mul(kk, a_ks)
-            mask = ir.Constant(ir.VectorType(ir.IntType(32), VW), [0] * VW)
-            new = []
-            for r in range(mr):
-                off = builder.add(builder.mul(ir.Constant(i64, r), a_rs), a_k)
-                s = builder.load(builder.gep(pa, [off]), align=4)
-                s = builder.insert_element(ir.Constant(vty, ir.Undefined), s,
-                                           ir.Constant(ir.IntType(32), 0))  # fmt: skip
-                s = builder.shuffle_vector(s, ir.Constant(vty, ir.Undefined), mask)
-                new.append([builder.call(fma, [s, bv[v], acc[r][v]]) for v in range(nv)])
-            k_next = builder.add(kk, ir.Constant(i64, 1))
-            kk.add_incoming(zero, entry)
-            kk.add_incoming(k_next, loop)
-            for r in range(mr):
-                for v in range(nv):
-                    acc[r][v].add_incoming(init[r][v], entry)
-                    acc[r][v].add_incoming(new[r][v], loop)
-            builder.cbranch(builder.icmp_signed("<", k_next, k), loop, done)
+    builder.position_at_end(done)
+    out = [[builder.phi(vty) for _ in range(nv)] for _ in range(mr)]
+    for r in range(mr):
+        for v in range(nv):
+            out[r][v].add_incoming(init[r][v], entry)
+            out[r][v].add_incoming(new[r][v], loop)
+            builder.store(out[r][v], c_addr(r, v), align=4)
 
-            builder.position_at_end(done)
-            out = [[builder.phi(vty) for _ in range(nv)] for _ in range(mr)]
-            for r in range(mr):
-                for v in range(nv):
-                    out[r][v].add_incoming(init[r][v], entry)
-                    out[r][v].add_incoming(new[r][v], loop)
-                    builder.store(out[r][v], c_addr(r, v), align=4)
-            return context.get_dummy_value()
 
-        i = types.int64
-        return types.void(i, i, i, i, i, i, i, i, i), codegen
+@intrinsic
+def _tile(typingctx, mr, nv, a, a_rs, a_ks, p, k, c, ldc, beta, bias):  # type: ignore[no-untyped-def]
+    """The micro-kernel (see _emit_tile) for mr rows (1..MR) and nv vectors (1..NV), one
+    compiled block for each pair behind a switch: a last panel of few columns uses a block
+    of 1-3 vectors (with N = 650 a 64-wide one wasted 7.7% of the backward products)."""
 
-    return tile
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        mr, nv, rest = args[0], args[1], args[2:]
+        i64 = ir.IntType(64)
+        key = builder.add(builder.mul(mr, ir.Constant(i64, 8)), nv)
+        done = builder.append_basic_block("tile_done")
+        switch = builder.switch(key, done)
+        for m in range(1, MR + 1):
+            for v in range(1, NV + 1):
+                block = builder.append_basic_block(f"tile_{m}x{v}")
+                switch.add_case(ir.Constant(i64, m * 8 + v), block)
+                builder.position_at_end(block)
+                _emit_tile(builder, m, v, rest)
+                builder.branch(done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    i = types.int64
+    return types.void(i, i, i, i, i, i, i, i, i, i, i), codegen
 
 
 # Eigen's float32 tanh (generic_fast_tanh_float), as rnnkit._kernels._tanh: x clamped to
@@ -271,80 +287,6 @@ def lstm_cell_backward(typingctx, g, gate_stride, tc, c_prev, dh, dc, da):  # ty
     return types.void(i, i, i, i, i, i, i), codegen
 
 
-_TILES = [_make_tile(mr) for mr in range(1, MR + 1)]
-_t1, _t2, _t3, _t4, _t5, _t6 = _TILES + [_TILES[-1]] * (6 - len(_TILES))
-# narrower blocks for a last panel of few columns (N = 650: 10 columns, not 64)
-_NARROW = {(mr, nv): _make_tile(min(mr, MR), nv) for mr in range(1, 7) for nv in range(1, NV)}
-_n1_1, _n1_2, _n1_3, _n1_4, _n1_5, _n1_6 = (_NARROW[(m, 1)] for m in range(1, 7))
-_n2_1, _n2_2, _n2_3, _n2_4, _n2_5, _n2_6 = (_NARROW[(m, 2)] for m in range(1, 7))
-_n3_1, _n3_2, _n3_3, _n3_4, _n3_5, _n3_6 = (_NARROW[(m, 3)] for m in range(1, 7))
-
-
-@nb.njit(**_JIT)
-def _tile(mr, a, a_rs, a_ks, p, k, c, ldc, beta, bias):  # type: ignore[no-untyped-def]
-    if mr >= 6:
-        _t6(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif mr == 5:
-        _t5(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif mr == 4:
-        _t4(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif mr == 3:
-        _t3(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif mr == 2:
-        _t2(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    else:
-        _t1(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-
-
-@nb.njit(**_JIT)
-def _tile_narrow(mr, nv, a, a_rs, a_ks, p, k, c, ldc, beta, bias):  # type: ignore[no-untyped-def]
-    """_tile with nv < NV vectors per row (a last panel's few columns); mr <= MR."""
-    if nv == 1 and mr >= 6:
-        _n1_6(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 1 and mr == 5:
-        _n1_5(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 1 and mr == 4:
-        _n1_4(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 1 and mr == 3:
-        _n1_3(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 1 and mr == 2:
-        _n1_2(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 1 and mr == 1:
-        _n1_1(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 2 and mr >= 6:
-        _n2_6(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 2 and mr == 5:
-        _n2_5(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 2 and mr == 4:
-        _n2_4(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 2 and mr == 3:
-        _n2_3(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 2 and mr == 2:
-        _n2_2(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 2 and mr == 1:
-        _n2_1(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 3 and mr >= 6:
-        _n3_6(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 3 and mr == 5:
-        _n3_5(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 3 and mr == 4:
-        _n3_4(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 3 and mr == 3:
-        _n3_3(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 3 and mr == 2:
-        _n3_2(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    elif nv == 3 and mr == 1:
-        _n3_1(a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-
-
-@nb.njit(**_JIT)
-def _tile_any(mr, nv, a, a_rs, a_ks, p, k, c, ldc, beta, bias):  # type: ignore[no-untyped-def]
-    if nv >= NV:
-        _tile(mr, a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-    else:
-        _tile_narrow(mr, nv, a, a_rs, a_ks, p, k, c, ldc, beta, bias)
-
-
 EMPTY = np.empty((0, 0, NR), np.float32)  # "nothing packed"
 
 
@@ -421,7 +363,7 @@ def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no
                     pa = pa0 + (i0 * a_rs + k0 * a_ks) * 4
                     if w == NR:
                         pc = pc0 + (i0 * ldc + j0) * 4
-                        _tile(mr, pa, a_rs, a_ks, pp, kc, pc, ldc, bk, pb)
+                        _tile(mr, NV, pa, a_rs, a_ks, pp, kc, pc, ldc, bk, pb)
                     else:
                         for r in range(mr):
                             if bk == 1:
@@ -430,10 +372,7 @@ def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no
                                 tmp[r, :w] = bias[j0 : j0 + w]
                         nv = (w + VW - 1) // VW
                         pt = tmp.ctypes.data
-                        if nv < NV:
-                            _tile_narrow(mr, nv, pa, a_rs, a_ks, pp, kc, pt, NR, min(bk, 1), pb)
-                        else:
-                            _tile(mr, pa, a_rs, a_ks, pp, kc, pt, NR, min(bk, 1), pb)
+                        _tile(mr, nv, pa, a_rs, a_ks, pp, kc, pt, NR, min(bk, 1), pb)
                         for r in range(mr):
                             c[i0 + r, j0 : j0 + w] = tmp[r, :w]
 
@@ -471,12 +410,12 @@ def gemm_packed2(a1, p1, a2, p2, n, c, bias):  # type: ignore[no-untyped-def]
             beta = 2
             for k0 in range(0, K1, KC):
                 pa = pa1 + (i0 * rs1 + k0 * ks1) * 4
-                _tile_any(mr, nv, pa, rs1, ks1, pp1 + (q * K1 + k0) * NR * 4, min(KC, K1 - k0),
+                _tile(mr, nv, pa, rs1, ks1, pp1 + (q * K1 + k0) * NR * 4, min(KC, K1 - k0),
                           pc, lc, beta, pb)  # fmt: skip
                 beta = 1
             for k0 in range(0, K2, KC):
                 pa = pa2 + (i0 * rs2 + k0 * ks2) * 4
-                _tile_any(mr, nv, pa, rs2, ks2, pp2 + (q * K2 + k0) * NR * 4, min(KC, K2 - k0),
+                _tile(mr, nv, pa, rs2, ks2, pp2 + (q * K2 + k0) * NR * 4, min(KC, K2 - k0),
                           pc, lc, beta, pb)  # fmt: skip
                 beta = 1
             if beta == 2:  # K1 = K2 = 0: c is the bias
