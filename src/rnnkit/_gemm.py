@@ -165,13 +165,14 @@ def _tile(typingctx, mr, nv, a, a_rs, a_ks, p, k, c, ldc, beta, bias):  # type: 
     return types.void(i, i, i, i, i, i, i, i, i, i, i), codegen
 
 
-# Eigen's float32 tanh (generic_fast_tanh_float), as rnnkit._kernels._tanh: x clamped to
-# +-7.9053, then y * p(y^2) / q(y^2); coefficients from the highest power down.
-_TANH_CLAMP = 7.90531110763549805
-_TANH_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
+# Eigen's float32 tanh (generic_fast_tanh_float), shared with rnnkit._kernels._tanh: x
+# clamped to +-7.9053 (where tanh rounds to +-1 in float32), then y * p(y^2) / q(y^2), a
+# 13/6-degree odd/even rational minimax fit; coefficients from the highest power down.
+TANH_CLAMP = 7.90531110763549805
+TANH_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11,
            5.12229709037114e-08, 1.48572235717979e-05, 6.37261928875436e-04,
            4.89352455891786e-03)  # fmt: skip
-_TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
+TANH_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03,
            4.89352518554385e-03)  # fmt: skip
 
 
@@ -216,15 +217,15 @@ def lstm_cell(typingctx, a, gate_stride, g, c_prev, c_new, tc, h):  # type: igno
         )
 
         def tanh(x):  # type: ignore[no-untyped-def]
-            hi, lo = const(_TANH_CLAMP), const(-_TANH_CLAMP)
+            hi, lo = const(TANH_CLAMP), const(-TANH_CLAMP)
             y = builder.select(builder.fcmp_ordered(">", x, hi), hi, x)  # NaN passes
             y = builder.select(builder.fcmp_ordered("<", y, lo), lo, y)
             y2 = builder.fmul(y, y)
-            p = const(_TANH_P[0])
-            for coef in _TANH_P[1:]:
+            p = const(TANH_P[0])
+            for coef in TANH_P[1:]:
                 p = builder.call(fma, [y2, p, const(coef)])
-            q = const(_TANH_Q[0])
-            for coef in _TANH_Q[1:]:
+            q = const(TANH_Q[0])
+            for coef in TANH_Q[1:]:
                 q = builder.call(fma, [y2, q, const(coef)])
             return builder.fdiv(builder.fmul(y, p), q)
 

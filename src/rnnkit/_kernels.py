@@ -308,23 +308,22 @@ def _tanh(x):  # type: ignore[no-untyped-def]
 @overload(_tanh, jit_options=_JIT)
 def _tanh_impl(x):  # type: ignore[no-untyped-def]
     if x == types.float32:
+        clamp_, P, Q = _g.TANH_CLAMP, _g.TANH_P, _g.TANH_Q  # Eigen's fit (see rnnkit._gemm)
 
         def tanh32(x):  # type: ignore[no-untyped-def]
-            # Eigen's generic_fast_tanh_float: x clamped to +-7.9053 (where tanh rounds to
-            # +-1 in float32), then a 13/6-degree odd/even rational minimax fit.
-            clamp = np.float32(7.90531110763549805)
+            clamp = np.float32(clamp_)
             y = clamp if x > clamp else x  # written so that NaN passes through
             y = -clamp if y < -clamp else y
             y2 = y * y
-            p = y2 * np.float32(-2.76076847742355e-16) + np.float32(2.00018790482477e-13)
-            p = y2 * p + np.float32(-8.60467152213735e-11)
-            p = y2 * p + np.float32(5.12229709037114e-08)
-            p = y2 * p + np.float32(1.48572235717979e-05)
-            p = y2 * p + np.float32(6.37261928875436e-04)
-            p = y2 * p + np.float32(4.89352455891786e-03)
-            q = y2 * np.float32(1.19825839466702e-06) + np.float32(1.18534705686654e-04)
-            q = y2 * q + np.float32(2.26843463243900e-03)
-            q = y2 * q + np.float32(4.89352518554385e-03)
+            p = y2 * np.float32(P[0]) + np.float32(P[1])
+            p = y2 * p + np.float32(P[2])
+            p = y2 * p + np.float32(P[3])
+            p = y2 * p + np.float32(P[4])
+            p = y2 * p + np.float32(P[5])
+            p = y2 * p + np.float32(P[6])
+            q = y2 * np.float32(Q[0]) + np.float32(Q[1])
+            q = y2 * q + np.float32(Q[2])
+            q = y2 * q + np.float32(Q[3])
             return y * p / q
 
         return tanh32
@@ -577,53 +576,36 @@ def lstm_forward(
                 j0 = H - H % _g.VW
                 if j0 == H:
                     continue
-                # the last H % VW units: the loops below, on views from j0
-                a_i, a_f, a_g = a[b, j0:H], a[b, H + j0 : 2 * H], a[b, 2 * H + j0 : 3 * H]
-                a_o = a[b, 3 * H + j0 :]
-                g_i, g_f, g_g = g[b, j0:H], g[b, H + j0 : 2 * H], g[b, 2 * H + j0 : 3 * H]
-                g_o = g[b, 3 * H + j0 :]
-                c_prev, c_new, tc = c_prev[j0:], c_new[j0:], tc[j0:]
-                h_new = h_new[j0:]
-                n = H - j0
-                for j in range(n):
-                    g_i[j] = _sigmoid(a_i[j])
-                for j in range(n):
-                    g_f[j] = _sigmoid(a_f[j])
-                for j in range(n):
-                    g_g[j] = _tanh(a_g[j])
-                for j in range(n):
-                    c_new[j] = g_f[j] * c_prev[j] + g_i[j] * g_g[j]
-                for j in range(n):
-                    g_o[j] = _sigmoid(a_o[j])
-                for j in range(n):
-                    tc[j] = _tanh(c_new[j])
-                for j in range(n):
-                    h_new[j] = g_o[j] * tc[j]
-                continue
-            a_i, a_f, a_g, a_o = a[b, :H], a[b, H : 2 * H], a[b, 2 * H : 3 * H], a[b, 3 * H :]
-            g_i, g_f, g_g, g_o = g[b, :H], g[b, H : 2 * H], g[b, 2 * H : 3 * H], g[b, 3 * H :]
+            # the loops (all units, or the last H % VW ones), on views from unit j0
+            n = H - j0
+            a_i, a_f = a[b, j0:H], a[b, H + j0 : 2 * H]
+            a_g, a_o = a[b, 2 * H + j0 : 3 * H], a[b, 3 * H + j0 :]
+            g_i, g_f = g[b, j0:H], g[b, H + j0 : 2 * H]
+            g_g, g_o = g[b, 2 * H + j0 : 3 * H], g[b, 3 * H + j0 :]
+            c_prev, c_new, tc, h_new = c_prev[j0:], c_new[j0:], tc[j0:], h_new[j0:]
             if has_peep:
-                w_ci, w_cf = peep[0], peep[1]
-                for j in range(H):
+                w_ci, w_cf = peep[0, j0:], peep[1, j0:]
+                for j in range(n):
                     a_i[j] += w_ci[j] * c_prev[j]
-                for j in range(H):
+                for j in range(n):
                     a_f[j] += w_cf[j] * c_prev[j]
-            a_if, g_if = a[b, : 2 * H], g[b, : 2 * H]
-            for j in range(2 * H):
-                g_if[j] = _sigmoid(a_if[j])
-            for j in range(H):
+            for j in range(n):
+                g_i[j] = _sigmoid(a_i[j])
+            for j in range(n):
+                g_f[j] = _sigmoid(a_f[j])
+            for j in range(n):
                 g_g[j] = _tanh(a_g[j])
-            for j in range(H):  # c = f * c_prev + i * g
+            for j in range(n):  # c = f * c_prev + i * g
                 c_new[j] = g_f[j] * c_prev[j] + g_i[j] * g_g[j]
             if has_peep:
-                w_co = peep[2]
-                for j in range(H):
+                w_co = peep[2, j0:]
+                for j in range(n):
                     a_o[j] += w_co[j] * c_new[j]
-            for j in range(H):
+            for j in range(n):
                 g_o[j] = _sigmoid(a_o[j])
-            for j in range(H):
+            for j in range(n):
                 tc[j] = _tanh(c_new[j])
-            for j in range(H):  # h = o * tanh(c)
+            for j in range(n):  # h = o * tanh(c)
                 h_new[j] = g_o[j] * tc[j]
 
 

@@ -375,18 +375,18 @@ class Recurrent(Module):
         hbuf[T + 1 if reverse else 0, :, col : col + H] = init[0]
         if self._fuses_projection():  # the loop projects each step's input itself
             xw = np.empty((T + 1 if keep else 0, B, self.gates * H), self.dtype)
-            final, cell_cache = self._loop_forward(K, xw, hbuf, col, init, p, valid, reverse,
-                                                   keep, xs)  # fmt: skip
-            final = [hbuf[1 if reverse else T, :, col : col + H], *final]
-            return final, ((xs, hbuf, col, valid, reverse, cell_cache) if keep else None)
-        # the input projection of all T steps: one matmul before the loop
-        # the LSTM and GRU loops write gates one slot away from their pre-activations
-        xw = np.empty((T + self.gate_slot, B, self.gates * H), self.dtype)
-        proj = xw[:T] if reverse or not self.gate_slot else xw[1:]
-        w_ih = np.ascontiguousarray(p["weight_ih"])
-        _product(K, xs.reshape(T * B, D), w_ih, 0, proj.reshape(T * B, -1), trans_b=True,
-                 bias=self._loop_input_bias(p))  # fmt: skip
-        final, cell_cache = self._loop_forward(K, xw, hbuf, col, init, p, valid, reverse, keep)
+            own_input: tuple[Array, ...] = (xs,)
+        else:
+            # the input projection of all T steps: one matmul before the loop
+            # the LSTM and GRU loops write gates one slot away from their pre-activations
+            xw = np.empty((T + self.gate_slot, B, self.gates * H), self.dtype)
+            proj = xw[:T] if reverse or not self.gate_slot else xw[1:]
+            w_ih = np.ascontiguousarray(p["weight_ih"])
+            _product(K, xs.reshape(T * B, D), w_ih, 0, proj.reshape(T * B, -1), trans_b=True,
+                     bias=self._loop_input_bias(p))  # fmt: skip
+            own_input = ()
+        final, cell_cache = self._loop_forward(K, xw, hbuf, col, init, p, valid, reverse, keep,
+                                               *own_input)  # fmt: skip
         final = [hbuf[1 if reverse else T, :, col : col + H], *final]
         return final, ((xs, hbuf, col, valid, reverse, cell_cache) if keep else None)
 
@@ -813,7 +813,7 @@ class GRU(Recurrent):
         aux = np.empty((T if keep else 1, B, H), self.dtype)
         gh = np.empty((B, 3 * H), self.dtype)  # scratch
         b_hn = np.ascontiguousarray(self._b_hh(p)[2 * H :])
-        wp1, wp2 = self._packed_hh(K, w_hh_t.T)
+        wp1, wp2 = self._packed_hh(K, p["weight_hh"])
         _in_parallel([
             partial(K.gru_forward, K.BLAS, xw, w_hh_t, wp1, wp2, b_hn, hbuf, col, aux, gh,
                     reverse, valid, self.reset_after, s.start, s.stop)
