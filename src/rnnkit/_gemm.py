@@ -291,12 +291,28 @@ def lstm_cell_backward(typingctx, g, gate_stride, tc, c_prev, dh, dc, da):  # ty
 EMPTY = np.empty((0, 0, NR), np.float32)  # "nothing packed"
 
 
+def packed_shape(b_shape: tuple[int, int]) -> tuple[int, int, int]:
+    """The shape :func:`pack` gives B of shape (K, N): (ceil(N / NR), K, NR)."""
+    K, N = b_shape
+    return ((N + NR - 1) // NR, K, NR)
+
+
 @nb.njit(**_JIT)
 def pack(b):  # type: ignore[no-untyped-def]
     """B (K, N), any strides, as panels (ceil(N / NR), K, NR), zero-padded."""
     K, N = b.shape
+    out = np.empty(((N + NR - 1) // NR, K, NR), np.float32)
+    pack_into(b, out)
+    return out
+
+
+@nb.njit(**_JIT)
+def pack_into(b, out):  # type: ignore[no-untyped-def]
+    """:func:`pack` into ``out`` of shape :func:`packed_shape` (b.shape)."""
+    K, N = b.shape
     panels = (N + NR - 1) // NR
-    out = np.empty((panels, K, NR), np.float32)
+    if out.shape[0] != panels or out.shape[1] != K:
+        raise ValueError("pack_into: out has the wrong shape")
     for q in range(panels):
         j0 = q * NR
         w = min(NR, N - j0)
@@ -307,7 +323,6 @@ def pack(b):  # type: ignore[no-untyped-def]
                 row[j] = src[j]
             for j in range(w, NR):
                 row[j] = 0
-    return out
 
 
 @nb.njit(**_JIT)

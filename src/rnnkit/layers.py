@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from rnnkit import _workspace as ws
 from rnnkit.cells import gru_step_forward, lstm_step_forward, rnn_step_forward
 from rnnkit.module import Module
 from rnnkit.ops import ACTIVATIONS, dropout_backward, dropout_forward
@@ -70,7 +71,18 @@ def _kernels() -> Any:
 def _packed(K: Any, w: Array) -> Array:
     """w packed for the compiled loops' float32 kernel (rnnkit._gemm), once per call; an
     empty array (the loops then call BLAS) in float64."""
-    return K._g.pack(w) if w.dtype == np.float32 else K._g.EMPTY
+    if w.dtype != np.float32:
+        return K._g.EMPTY
+    out = ws.empty(K._g.packed_shape(w.shape), np.float32)
+    K._g.pack_into(w, out)
+    return out
+
+
+def _copy(a: Array) -> Array:
+    """A C-contiguous copy of a, in reused memory (rnnkit._workspace) when large."""
+    out = ws.empty(a.shape, a.dtype)
+    out[...] = a
+    return out
 
 
 def _total(arrays: list[Array]) -> Array:
@@ -131,7 +143,7 @@ def _product(
     has_bias = not (np.isscalar(bias) and bias == 0)
     if c.dtype == np.float32 and c.strides[1] == c.itemsize and c.size > 0:
         aa = a.T if trans_a else a
-        packed = K._g.pack(b.T if trans_b else b)
+        packed = _packed(K, b.T if trans_b else b)
         n = c.shape[1]
         if has_bias:  # the kernel starts from the bias (beta 2): no pass to fill c first
             padded = K._g.pad_bias(np.broadcast_to(np.asarray(bias, c.dtype), (n,)))
@@ -346,9 +358,9 @@ class Recurrent(Module):
         bias gradients (sums of dax and dah over steps and rows)."""
         raise NotImplementedError
 
-    def _fuses_projection(self) -> bool:
+    def _fuses_projection(self, batch: int) -> bool:
         """Whether the compiled loop computes each step's input projection itself (the
-        float32 LSTM) instead of one matmul over all steps before it."""
+        float32 LSTM at batch >= 3) instead of one matmul over all steps before it."""
         return False
 
     def _weight_hh_grad(self, K: Any, dah2: Array, h_prev2: Array, cache: Any, gw: Array) -> None:
@@ -373,13 +385,13 @@ class Recurrent(Module):
         H = self.hidden_size
         reverse, col = bool(direction), direction * H
         hbuf[T + 1 if reverse else 0, :, col : col + H] = init[0]
-        if self._fuses_projection():  # the loop projects each step's input itself
-            xw = np.empty((T + 1 if keep else 0, B, self.gates * H), self.dtype)
+        if self._fuses_projection(B):  # the loop projects each step's input itself
+            xw = ws.empty((T + 1 if keep else 0, B, self.gates * H), self.dtype)
             own_input: tuple[Array, ...] = (xs,)
         else:
             # the input projection of all T steps: one matmul before the loop
             # the LSTM and GRU loops write gates one slot away from their pre-activations
-            xw = np.empty((T + self.gate_slot, B, self.gates * H), self.dtype)
+            xw = ws.empty((T + self.gate_slot, B, self.gates * H), self.dtype)
             proj = xw[:T] if reverse or not self.gate_slot else xw[1:]
             w_ih = np.ascontiguousarray(p["weight_ih"])
             _product(K, xs.reshape(T * B, D), w_ih, 0, proj.reshape(T * B, -1), trans_b=True,
@@ -473,14 +485,14 @@ class Recurrent(Module):
             mask = valid[:, :, None].astype(self.dtype)  # (T, B, 1): 1 valid, 0 padding
         dirs, H = self.num_directions, self.hidden_size
         finals = [np.empty(self._state_shape(B), self.dtype) for _ in range(self.n_states)]
-        layer_in = np.ascontiguousarray(x.transpose(1, 0, 2))  # (T, B, D) time-major
+        layer_in = _copy(x.transpose(1, 0, 2))  # (T, B, D) time-major
         layer_caches = []
         for layer in range(self.num_layers):
             drop_cache = None
             if layer > 0 and self.dropout > 0:
                 layer_in, drop_cache = dropout_forward(layer_in, self.dropout, self.rng, training)
             # slot 0: forward initial state, 1..T: outputs, T+1: reverse initial state
-            hbuf = np.empty((T + dirs, B, dirs * H), self.dtype)
+            hbuf = ws.empty((T + dirs, B, dirs * H), self.dtype)
             dir_caches = []
             for d in range(dirs):
                 p, _ = self._views(layer, d)
@@ -498,7 +510,7 @@ class Recurrent(Module):
             layer_in = out
         out_b = layer_in.transpose(1, 0, 2)  # (B, T, dirs*H), a view
         if keep:  # a copy, so that changing the output in place cannot corrupt the cache
-            out_b = out_b.copy()
+            out_b = _copy(out_b)
         cache = (layer_caches, x.shape) if keep else None
         return out_b, self._pack_state(finals), cache
 
@@ -534,7 +546,7 @@ class Recurrent(Module):
             raise ValueError(f"dout: expected shape {(B, T, dirs * H)}, got {dout.shape}")
         dfinal = self._check_state(dstate, B)
         # (T, B, dirs*H); the loops ignore the gradient of padded outputs (constants)
-        d_out_tm = np.ascontiguousarray(dout.transpose(1, 0, 2), dtype=self.dtype)
+        d_out_tm = _copy(dout.transpose(1, 0, 2).astype(self.dtype, copy=False))
         dinit = [np.empty(self._state_shape(B), self.dtype) for _ in range(self.n_states)]
         hidden = (
             np.empty((self.num_layers * dirs, B, T, H), self.dtype) if return_hidden_grads else None
@@ -548,8 +560,8 @@ class Recurrent(Module):
                 idx = layer * dirs + d
                 if d_in is None:
                     xs = dir_caches[d][0]
-                    d_in = np.empty(xs.shape, self.dtype)
-                hid = np.empty((T, B, H), self.dtype) if hidden is not None else no_hidden
+                    d_in = ws.empty(xs.shape, self.dtype)
+                hid = ws.empty((T, B, H), self.dtype) if hidden is not None else no_hidden
                 d0 = self._direction_backward(
                     K, d_out_tm, [s[idx] for s in dfinal], dir_caches[d], p, g, d_in, d > 0, hid
                 )
@@ -622,7 +634,7 @@ class RNN(Recurrent):
         hbuf, col, valid, reverse, _ = cache
         T, B, _ = dout.shape
         dh = dfinal[0].copy()  # (B, H), becomes dL/dh_init
-        da = np.empty((T, B, self.hidden_size), self.dtype)
+        da = ws.empty((T, B, self.hidden_size), self.dtype)
         w_hh = np.ascontiguousarray(p["weight_hh"])
         wp = _packed(K, w_hh)
         code = K.ACT_CODES[self.nonlinearity]
@@ -699,9 +711,12 @@ class LSTM(Recurrent):
             return np.empty((0, self.hidden_size), self.dtype)
         return np.stack([p["weight_ci"], p["weight_cf"], p["weight_co"]])
 
-    def _fuses_projection(self) -> bool:
-        # measured: the projection's output (T*B*4H floats) no longer goes through memory
-        return self.dtype == np.float32
+    def _fuses_projection(self, batch: int) -> bool:
+        # measured: the projection's output (T*B*4H floats) no longer goes through memory;
+        # but each step then reads W_ih as well as W_hh, for few rows: at batch 1 the hoisted
+        # projection is faster ((1,1000,64,64) inference 1.37 vs 1.66 ms, (1,300,256,256)
+        # 5.8 vs 8.3), at batch 2-3 they are even, from 4 the fused one wins (BENCHMARKS.md)
+        return self.dtype == np.float32 and batch >= 3
 
     def _loop_forward(self, K, xw, hbuf, col, init, p, valid, reverse, keep, xs=None):  # type: ignore[no-untyped-def]
         T = xs.shape[0] if xs is not None else xw.shape[0] - 1
@@ -710,16 +725,16 @@ class LSTM(Recurrent):
         w_hh_t = K.transpose(K.BLAS, np.ascontiguousarray(p["weight_hh"]))  # (H, 4H)
         if xs is not None:  # float32: the loop projects x_t itself
             w_ih = np.ascontiguousarray(p["weight_ih"])
-            wp_ih = K._g.pack(w_ih.T)  # (D, 4H)
+            wp_ih = _packed(K, w_ih.T)  # (D, 4H)
             bias = np.broadcast_to(np.asarray(self._loop_input_bias(p), self.dtype), (4 * H,))
             pre = np.empty((B, 4 * H), self.dtype)
             fused = (xs, wp_ih, K._g.pad_bias(bias), pre, not init[0].any())
         else:
             empty = np.empty((0, 0, 0), self.dtype)
             fused = (empty, K._g.EMPTY, K._g.NO_BIAS, np.empty((0, 4 * H), self.dtype), False)
-        cbuf = np.empty((T + 1, B, H), self.dtype)  # c_t; slot 0 (T reversed): c_init
+        cbuf = ws.empty((T + 1, B, H), self.dtype)  # c_t; slot 0 (T reversed): c_init
         cbuf[T if reverse else 0] = init[1]
-        tcbuf = np.empty((T if keep else 1, B, H), self.dtype)  # tanh(c_t), for backward
+        tcbuf = ws.empty((T if keep else 1, B, H), self.dtype)  # tanh(c_t), for backward
         wp, peep = _packed(K, w_hh_t), self._peep_rows(p)
         _in_parallel([
             partial(K.lstm_forward, K.BLAS, xw, w_hh_t, wp, hbuf, col, cbuf, tcbuf, reverse,
@@ -732,7 +747,7 @@ class LSTM(Recurrent):
     def _loop_backward(self, K, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
         hbuf, col, valid, reverse, (gates, cbuf, tcbuf) = cache
         dh, dc = dfinal[0].copy(), dfinal[1].copy()  # (B, H), become the initial state's grads
-        da = np.empty(gates.shape, self.dtype)  # (T, B, 4H)
+        da = ws.empty(gates.shape, self.dtype)  # (T, B, 4H)
         peep = self._peep_rows(p)
         w_hh = np.ascontiguousarray(p["weight_hh"])
         wp = _packed(K, w_hh)
@@ -810,7 +825,7 @@ class GRU(Recurrent):
         H = self.hidden_size
         w_hh_t = K.transpose(K.BLAS, np.ascontiguousarray(p["weight_hh"]))  # (H, 3H)
         # reset_after: W_hn h_{t-1} + b_hn; textbook: r * h_{t-1}; kept for backward
-        aux = np.empty((T if keep else 1, B, H), self.dtype)
+        aux = ws.empty((T if keep else 1, B, H), self.dtype)
         gh = np.empty((B, 3 * H), self.dtype)  # scratch
         b_hn = np.ascontiguousarray(self._b_hh(p)[2 * H :])
         wp1, wp2 = self._packed_hh(K, p["weight_hh"])
@@ -825,8 +840,8 @@ class GRU(Recurrent):
         hbuf, col, valid, reverse, (gates, aux) = cache
         B, H = dfinal[0].shape
         dh = dfinal[0].copy()  # (B, H), becomes dL/dh_init
-        dax = np.empty(gates.shape, self.dtype)  # (T, B, 3H)
-        dah = np.empty_like(dax) if self.reset_after else dax
+        dax = ws.empty(gates.shape, self.dtype)  # (T, B, 3H)
+        dah = ws.empty(gates.shape, self.dtype) if self.reset_after else dax
         drec = np.empty((B, H), self.dtype)  # scratch
         w_hh = np.ascontiguousarray(p["weight_hh"])
         wp1, wp2 = self._packed_hh(K, w_hh, backward=True)

@@ -1,0 +1,93 @@
+"""rnnkit._workspace: reused memory never handed out while an array still refers to it.
+
+The layers take their large arrays (gates, states, gradients, packed weights) from the pool,
+so these tests keep caches and outputs of one call alive across later calls and check them
+against fresh, independent runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_layers_torch import compare
+
+import rnnkit
+from rnnkit import _workspace as ws
+
+
+def test_buffers_are_reused_only_when_free():
+    a = ws.empty((512, 1024), np.float32)  # 2 MiB
+    b = ws.empty((512, 1024), np.float32)
+    assert a.ctypes.data != b.ctypes.data
+    view = a[10:20]
+    addr = a.ctypes.data
+    del a
+    c = ws.empty((512, 1024), np.float32)  # a's buffer is still held by the view
+    assert c.ctypes.data != addr
+    del view
+    d = ws.empty((500, 1024), np.float32)  # free now, and within 2x of the request
+    assert d.ctypes.data == addr
+    assert d.shape == (500, 1024) and d.dtype == np.float32 and d.flags.c_contiguous
+    small = ws.empty((10, 10), np.float64)  # below MIN_BYTES: plain np.empty
+    assert small.base is None
+
+
+def test_release_and_limit(monkeypatch):
+    ws.release()
+    kept = ws.pooled_bytes()  # buffers still in use by arrays alive elsewhere
+    a = ws.empty((1 << 19,), np.float32)  # 2 MiB
+    assert ws.pooled_bytes() == kept + (1 << 21)
+    del a
+    ws.release()
+    assert ws.pooled_bytes() == kept
+    monkeypatch.setattr(ws, "LIMIT", kept + (3 << 20))
+    x = ws.empty((1 << 19,), np.float32)
+    y = ws.empty((1 << 19,), np.float32)  # over the limit: not pooled
+    assert ws.pooled_bytes() == kept + (1 << 21) and y.base is None
+    del x
+    z = ws.empty((1 << 20,), np.float32)  # 4 MiB: x's free buffer is dropped, z not pooled
+    assert ws.pooled_bytes() == kept and z.base is None
+
+
+def _train(layer, x, dout):
+    out, _, cache = layer.forward(x)
+    layer.zero_grad()
+    dx, _ = layer.backward(dout, cache)
+    return out.copy(), dx.copy(), {k: v.copy() for k, v in layer.grads.items()}
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_kept_cache_and_output_survive_later_calls(mode, dtype):
+    """Two forward passes whose caches are both alive, backward through the first after the
+    second ran, and an output kept across calls: all as from independent layers."""
+    rng = np.random.default_rng(0)
+    B, T, D, H = 16, 64, 64, 128  # the gates (T+1) * B * 4H floats pass MIN_BYTES
+    x1, x2 = (rng.standard_normal((B, T, D)).astype(dtype) for _ in range(2))
+    dout = rng.standard_normal((B, T, 2 * H)).astype(dtype)
+    layer = getattr(rnnkit, mode)(D, H, bidirectional=True, dtype=dtype, seed=3)
+    ref1 = _train(getattr(rnnkit, mode)(D, H, bidirectional=True, dtype=dtype, seed=3), x1, dout)
+
+    out1, _, cache1 = layer.forward(x1)
+    kept_out1 = out1.copy()
+    out2, _, cache2 = layer.forward(x2)
+    inference_out, _ = layer(x2)
+    layer.zero_grad()
+    dx1, _ = layer.backward(dout, cache1)
+    np.testing.assert_array_equal(out1, kept_out1)
+    np.testing.assert_array_equal(out1, ref1[0])
+    np.testing.assert_array_equal(dx1, ref1[1])
+    for name, g in layer.grads.items():
+        np.testing.assert_array_equal(g, ref1[2][name])
+    np.testing.assert_array_equal(inference_out, out2)
+    del cache2
+
+
+@pytest.mark.parametrize("B", [1, 2, 3])
+def test_float32_lstm_at_small_batches_matches_torch(B):
+    """Batches below 3 hoist the input projection out of the loop, 3 and up fuse it into each
+    step (rnnkit.layers.LSTM._fuses_projection): both against torch."""
+    rng = np.random.default_rng(B)
+    layer = rnnkit.LSTM(20, 24, num_layers=2, bidirectional=True, dtype=np.float32, seed=B)
+    lengths = rng.integers(1, 10, size=B) if B > 1 else None
+    compare(layer, B, 9, lengths, rng)
