@@ -7,7 +7,8 @@ rnnkit's kernels), then resets the kernel's peak-RSS counter (``/proc/self/clear
 Linux) and runs ``--steps`` more steps. Reported per case and library:
 
 - ``base MiB``: resident memory after the warm-up step and ``malloc_trim`` (interpreter,
-  library, weights, input); both children run with a fixed glibc mmap threshold
+  library, weights, input; rnnkit's reused arrays, ``rnnkit._workspace``, released before it,
+  so that the measured steps count them); both children run with a fixed glibc mmap threshold
   (``MALLOC_MMAP_THRESHOLD_``) so that large freed buffers leave the process,
 - ``peak MiB``: the highest resident memory during the measured steps (``VmHWM``),
 - ``step MiB`` = peak - base: what a training step adds on top, the figure to compare;
@@ -78,6 +79,10 @@ def child(lib: str, case: Case, steps: int) -> dict:
     step()
     import ctypes
 
+    if lib == "rnnkit":  # the layers keep their large arrays for reuse: count them in the step
+        from rnnkit import _workspace
+
+        _workspace.release()
     ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap pages back before the baseline
     base = _rss_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS

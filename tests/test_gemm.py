@@ -89,6 +89,22 @@ def test_pack_is_zero_padded_panels():
     assert (p[1, :, 5:] == 0).all()
 
 
+@pytest.mark.parametrize("rows,cols", [(200, 128), (70, 256), (130, 650), (1030, 300), (600, 512)])
+def test_packing_a_transposed_matrix_and_in_parallel(rows, cols):
+    """W^T packs as its contiguous copy does, whatever W's row stride (multiples of 512
+    bytes take a tiled path), and the layers' packing split over threads gives the same."""
+    from rnnkit import layers
+
+    w = np.random.default_rng(rows).standard_normal((rows, cols)).astype(np.float32)
+    expect = G.pack(np.ascontiguousarray(w.T))
+    np.testing.assert_array_equal(G.pack(w.T), expect)
+    K = layers._kernels()
+    for threads in (1, 2):
+        with threadpool_limits(threads):
+            np.testing.assert_array_equal(layers._packed(K, w.T), expect)
+            np.testing.assert_array_equal(layers._packed(K, w), G.pack(w))
+
+
 def test_gemm_packed_rejects_bad_arguments():
     a = np.ones((6, 4), np.float32)
     p = G.pack(np.ones((4, 8), np.float32))

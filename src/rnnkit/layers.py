@@ -70,18 +70,34 @@ def _kernels() -> Any:
 
 def _packed(K: Any, w: Array) -> Array:
     """w packed for the compiled loops' float32 kernel (rnnkit._gemm), once per call; an
-    empty array (the loops then call BLAS) in float64."""
+    empty array (the loops then call BLAS) in float64. Large weights are packed by all
+    threads, a range of panels each (the weights come from memory: W_ih^T and W_hh^T at
+    D = H = 512 took 3 ms per call in one thread)."""
     if w.dtype != np.float32:
         return K._g.EMPTY
     out = ws.empty(K._g.packed_shape(w.shape), np.float32)
-    K._g.pack_into(w, out)
+    nr = K._g.NR
+    parts = _parts(K, out.shape[0], w.dtype) if w.size >= 1 << 18 else [slice(0, out.shape[0])]
+    _in_parallel([
+        partial(K._g.pack_into, w[:, s.start * nr : s.stop * nr], out[s]) for s in parts
+    ])  # fmt: skip
     return out
 
 
-def _copy(a: Array) -> Array:
-    """A C-contiguous copy of a, in reused memory (rnnkit._workspace) when large."""
+def _w_hh_t(K: Any, w_hh: Array) -> Array:
+    """W_hh^T, contiguous, for the loops' BLAS products (float64); in float32 the loops use
+    W_hh packed (rnnkit._gemm) and get an empty array instead of a transposed copy."""
+    if w_hh.dtype == np.float32:
+        return np.empty((0, 0), np.float32)
+    return K.transpose(K.BLAS, np.ascontiguousarray(w_hh))
+
+
+def _copy(K: Any, a: Array) -> Array:
+    """A C-contiguous copy of a, in reused memory (rnnkit._workspace) when large; in
+    float32, large ones are copied by all threads (NumPy's copy releases the GIL)."""
     out = ws.empty(a.shape, a.dtype)
-    out[...] = a
+    parts = _parts(K, a.shape[0], a.dtype) if a.size >= 1 << 20 else [slice(0, a.shape[0])]
+    _in_parallel([partial(np.copyto, out[s], a[s]) for s in parts])
     return out
 
 
@@ -485,7 +501,7 @@ class Recurrent(Module):
             mask = valid[:, :, None].astype(self.dtype)  # (T, B, 1): 1 valid, 0 padding
         dirs, H = self.num_directions, self.hidden_size
         finals = [np.empty(self._state_shape(B), self.dtype) for _ in range(self.n_states)]
-        layer_in = _copy(x.transpose(1, 0, 2))  # (T, B, D) time-major
+        layer_in = _copy(K, x.transpose(1, 0, 2))  # (T, B, D) time-major
         layer_caches = []
         for layer in range(self.num_layers):
             drop_cache = None
@@ -510,7 +526,7 @@ class Recurrent(Module):
             layer_in = out
         out_b = layer_in.transpose(1, 0, 2)  # (B, T, dirs*H), a view
         if keep:  # a copy, so that changing the output in place cannot corrupt the cache
-            out_b = _copy(out_b)
+            out_b = _copy(K, out_b)
         cache = (layer_caches, x.shape) if keep else None
         return out_b, self._pack_state(finals), cache
 
@@ -546,7 +562,7 @@ class Recurrent(Module):
             raise ValueError(f"dout: expected shape {(B, T, dirs * H)}, got {dout.shape}")
         dfinal = self._check_state(dstate, B)
         # (T, B, dirs*H); the loops ignore the gradient of padded outputs (constants)
-        d_out_tm = _copy(dout.transpose(1, 0, 2).astype(self.dtype, copy=False))
+        d_out_tm = _copy(K, dout.transpose(1, 0, 2).astype(self.dtype, copy=False))
         dinit = [np.empty(self._state_shape(B), self.dtype) for _ in range(self.n_states)]
         hidden = (
             np.empty((self.num_layers * dirs, B, T, H), self.dtype) if return_hidden_grads else None
@@ -620,9 +636,9 @@ class RNN(Recurrent):
         return [h], c
 
     def _loop_forward(self, K, xw, hbuf, col, init, p, valid, reverse, keep):  # type: ignore[no-untyped-def]
-        w_hh_t = K.transpose(K.BLAS, np.ascontiguousarray(p["weight_hh"]))  # (H, H)
+        w_hh_t = _w_hh_t(K, p["weight_hh"])  # (H, H)
         code = K.ACT_CODES[self.nonlinearity]
-        wp = _packed(K, w_hh_t)
+        wp = _packed(K, p["weight_hh"].T)
         _in_parallel([
             partial(K.rnn_forward, K.BLAS, xw, w_hh_t, wp, hbuf, col, reverse, valid, code,
                     s.start, s.stop)
@@ -722,7 +738,7 @@ class LSTM(Recurrent):
         T = xs.shape[0] if xs is not None else xw.shape[0] - 1
         B = hbuf.shape[1]
         H = self.hidden_size
-        w_hh_t = K.transpose(K.BLAS, np.ascontiguousarray(p["weight_hh"]))  # (H, 4H)
+        w_hh_t = _w_hh_t(K, p["weight_hh"])  # (H, 4H)
         if xs is not None:  # float32: the loop projects x_t itself
             w_ih = np.ascontiguousarray(p["weight_ih"])
             wp_ih = _packed(K, w_ih.T)  # (D, 4H)
@@ -735,7 +751,7 @@ class LSTM(Recurrent):
         cbuf = ws.empty((T + 1, B, H), self.dtype)  # c_t; slot 0 (T reversed): c_init
         cbuf[T if reverse else 0] = init[1]
         tcbuf = ws.empty((T if keep else 1, B, H), self.dtype)  # tanh(c_t), for backward
-        wp, peep = _packed(K, w_hh_t), self._peep_rows(p)
+        wp, peep = _packed(K, p["weight_hh"].T), self._peep_rows(p)
         _in_parallel([
             partial(K.lstm_forward, K.BLAS, xw, w_hh_t, wp, hbuf, col, cbuf, tcbuf, reverse,
                     valid, peep, s.start, s.stop, *fused)
@@ -823,7 +839,7 @@ class GRU(Recurrent):
     def _loop_forward(self, K, xw, hbuf, col, init, p, valid, reverse, keep):  # type: ignore[no-untyped-def]
         T, B = xw.shape[0] - 1, xw.shape[1]
         H = self.hidden_size
-        w_hh_t = K.transpose(K.BLAS, np.ascontiguousarray(p["weight_hh"]))  # (H, 3H)
+        w_hh_t = _w_hh_t(K, p["weight_hh"])  # (H, 3H)
         # reset_after: W_hn h_{t-1} + b_hn; textbook: r * h_{t-1}; kept for backward
         aux = ws.empty((T if keep else 1, B, H), self.dtype)
         gh = np.empty((B, 3 * H), self.dtype)  # scratch
