@@ -179,7 +179,7 @@ def main() -> None:
     ap.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"])
     ap.add_argument("--modes", nargs="+", default=["train", "infer"])
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--repeats", type=int, default=11)
     ap.add_argument("--quick", action="store_true", help="one small shape, 3 repeats")
     ap.add_argument("--json", help="write the raw results to this file")
     ap.add_argument("--only", nargs="+", type=int, help="case indices (0-5) per cell to run")

@@ -149,3 +149,26 @@ def test_two_threads_give_the_one_thread_results(mode, nonlin, H):
     np.testing.assert_array_equal(dx1, dx2)
     for name in g1:
         assert max_rel(g2[name], g1[name]) < 1e-6, name
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("mode,nonlin", [("LSTM", None), ("RNN", "tanh"), ("GRU", None)])
+def test_joined_weight_gradients_match_torch(mode, nonlin, threads, monkeypatch):
+    """With D a whole number of panels (64 here, and 2H = 64 for the second layer), the
+    LSTM's and RNN's dW_ih and dW_hh come from one product over [X | H_prev]; the GRU keeps
+    two (its dA for W_hh differs). Against torch, in one and two threads."""
+    from rnnkit import layers
+
+    joined = []
+    real = layers.Recurrent._joins_weight_grads
+
+    def spy(self, *args):  # type: ignore[no-untyped-def]
+        joined.append(real(self, *args))
+        return joined[-1]
+
+    monkeypatch.setattr(layers.Recurrent, "_joins_weight_grads", spy)
+    rng = np.random.default_rng(threads)
+    layer = make_layer(mode, nonlin, G.NR, G.NR // 2, 2, True, np.float32, seed=7)
+    with threadpool_limits(threads):
+        compare(layer, 12, 30, rng.integers(1, 31, size=12), rng)
+    assert any(joined) == (mode != "GRU")

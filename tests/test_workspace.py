@@ -38,7 +38,7 @@ def test_release_and_limit(monkeypatch):
     a = ws.empty((1 << 19,), np.float32)  # 2 MiB
     assert ws.pooled_bytes() == kept + (1 << 21)
     del a
-    ws.release()
+    rnnkit.release_memory()
     assert ws.pooled_bytes() == kept
     monkeypatch.setattr(ws, "LIMIT", kept + (3 << 20))
     x = ws.empty((1 << 19,), np.float32)
