@@ -399,9 +399,15 @@ class Recurrent(Module):
         return False
 
     def _joins_weight_grads(self, K: Any, dax: Array, dah: Array, D: int) -> bool:
-        """Whether dW_ih and dW_hh are one product (float32, one gradient of the
-        pre-activations for both, and X a whole number of the kernel's panels wide)."""
-        return dax is dah and dax.dtype == np.float32 and D % K._g.NR == 0
+        """Whether dW_ih and dW_hh are one product: float32, one gradient of the
+        pre-activations for both, X a whole number of the kernel's panels wide, and at most
+        8 panels in all (measured: faster at D = H = 128 and 256, even at 512, where holding
+        X and H_prev packed at once raised the RNN's training memory by 15 MiB)."""
+        nr = K._g.NR
+        return (
+            dax is dah and dax.dtype == np.float32 and D % nr == 0
+            and D + self.hidden_size <= 8 * nr
+        )  # fmt: skip
 
     def _weight_hh_grad(self, K: Any, dah2: Array, h_prev2: Array, cache: Any, gw: Array) -> None:
         """dW_hh += sum_t dah_t^T h_{t-1}: one matmul over all T*B rows."""
