@@ -658,7 +658,7 @@ def lstm_backward(blas, gates, cbuf, tcbuf, w_hh, wp, dout, dcol, dh, dc, da, db
             for j in range(n):
                 dc_b[j] += dh_b[j] * g_o[j] * (one - tc[j] * tc[j])
             if has_peep:
-                w_co = peep[2]
+                w_co = peep[2, j0:]
                 for j in range(n):
                     dc_b[j] += d_o[j] * w_co[j]
             # c = f * c_prev + i * g
@@ -672,9 +672,9 @@ def lstm_backward(blas, gates, cbuf, tcbuf, w_hh, wp, dout, dcol, dh, dc, da, db
             for j in range(n):
                 dc_b[j] *= g_f[j]
             if has_peep:
-                c_new = cbuf[co, b]
-                dp_i, dp_f, dp_o = dpeep[0], dpeep[1], dpeep[2]
-                w_ci, w_cf = peep[0], peep[1]
+                c_new = cbuf[co, b, j0:]
+                dp_i, dp_f, dp_o = dpeep[0, j0:], dpeep[1, j0:], dpeep[2, j0:]
+                w_ci, w_cf = peep[0, j0:], peep[1, j0:]
                 for j in range(n):
                     dp_i[j] += d_i[j] * c_prev[j]
                 for j in range(n):

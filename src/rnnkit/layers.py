@@ -107,12 +107,13 @@ def _w_hh_t(K: Any, w_hh: Array) -> Array:
     return K.transpose(K.BLAS, np.ascontiguousarray(w_hh))
 
 
-def _copy(K: Any, a: Array) -> Array:
-    """A C-contiguous copy of a, in reused memory (rnnkit._workspace) when large; in
-    float32, large ones are copied by all threads (NumPy's copy releases the GIL)."""
-    out = ws.empty(a.shape, a.dtype)
-    parts = _parts(K, a.shape[0], a.dtype) if a.size >= 1 << 20 else [slice(0, a.shape[0])]
-    _in_parallel([partial(np.copyto, out[s], a[s]) for s in parts])
+def _copy(K: Any, a: Array, dtype: Any = None) -> Array:
+    """A C-contiguous copy of a (cast to ``dtype`` if given), in reused memory
+    (rnnkit._workspace) when large; in float32, large ones are copied by all threads
+    (NumPy's copy releases the GIL)."""
+    out = ws.empty(a.shape, dtype or a.dtype)
+    parts = _parts(K, a.shape[0], out.dtype) if a.size >= 1 << 20 else [slice(0, a.shape[0])]
+    _in_parallel([partial(np.copyto, out[s], a[s], casting="unsafe") for s in parts])
     return out
 
 
@@ -601,7 +602,7 @@ class Recurrent(Module):
             raise ValueError(f"dout: expected shape {(B, T, dirs * H)}, got {dout.shape}")
         dfinal = self._check_state(dstate, B)
         # (T, B, dirs*H); the loops ignore the gradient of padded outputs (constants)
-        d_out_tm = _copy(K, dout.transpose(1, 0, 2).astype(self.dtype, copy=False))
+        d_out_tm = _copy(K, dout.transpose(1, 0, 2), self.dtype)
         dinit = [np.empty(self._state_shape(B), self.dtype) for _ in range(self.n_states)]
         hidden = (
             np.empty((self.num_layers * dirs, B, T, H), self.dtype) if return_hidden_grads else None
