@@ -117,12 +117,59 @@ def test_gemm_packed_rejects_bad_arguments():
         G.gemm_packed(a, p, 8, 2, np.ones((6, 8), np.float32), 0, 6, np.ones(8, np.float32))
 
 
-# T * B = 300 rows; gate widths 4*70, 3*90, 260 and inputs of 70 all >= 256 or partial panels
-LAYERS = [("LSTM", None, 70), ("GRU", None, 90), ("RNN", "tanh", 260)]
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+@pytest.mark.parametrize("m,k1,units,k2,keep,padded", [
+    (1, 1, 1, 1, True, False), (13, 70, 2, 0, True, True), (20, 130, 2, 2, False, True),
+    (64, 64, 4, 4, False, False)])  # fmt: skip
+def test_lstm_step_matches_numpy(m, k1, units, k2, keep, padded):
+    """The blocked LSTM step (H = units panels; h_prev's product over k2 panels of it, 0
+    for a zero initial state) against float64 NumPy: c, h, and the gates and tanh(c) where
+    kept; padding rows carry h and c; h_prev is a column block of a wider array, as in
+    the bidirectional layers' state buffer."""
+    rng = np.random.default_rng(m + k1 + units + k2)
+    H, nr = units * G.NR, G.NR
+    k2 *= nr
+    x = _operand(rng, m, k1, False, True)
+    hbuf = rng.standard_normal((m, 2 * H + 5)).astype(np.float32)
+    h_prev = hbuf[:, H : 2 * H]
+    c_prev = rng.standard_normal((m, H)).astype(np.float32)
+    w_ih, w_hh = (rng.standard_normal((4 * H, k)).astype(np.float32) * 0.3 for k in (k1, H))
+    bias = rng.standard_normal(4 * H).astype(np.float32)
+    real = (rng.random(m) < 0.7).astype(np.uint8) if padded else np.empty(0, np.uint8)
+    c_new, h_new = (np.full((m, H), np.nan, np.float32) for _ in range(2))
+    g = np.full((m if keep else 0, 4 * H), np.nan, np.float32)
+    tc = np.full((m if keep else 0, H), np.nan, np.float32)
+    G.lstm_step(x, G.pack(w_ih.T), h_prev, k2, G.pack(w_hh.T), G.pad_bias(bias), c_prev,
+                c_new, h_new, g, tc, real)  # fmt: skip
+    f64 = np.float64
+    h_used = h_prev.astype(f64).copy()
+    h_used[:, k2:] = 0
+    pre = bias.astype(f64) + x.astype(f64) @ w_ih.T.astype(f64) + h_used @ w_hh.T.astype(f64)
+    i, f, gg, o = (pre[:, k * H : (k + 1) * H] for k in range(4))
+    i, f, gg, o = _sigmoid(i), _sigmoid(f), np.tanh(gg), _sigmoid(o)
+    c = f * c_prev + i * gg
+    h = o * np.tanh(c)
+    rows = real.astype(bool) if padded else np.ones(m, bool)
+    assert max_rel(c_new[rows], c[rows]) < 2e-5
+    assert max_rel(h_new[rows], h[rows]) < 2e-5
+    np.testing.assert_array_equal(c_new[~rows], c_prev[~rows])  # carried
+    np.testing.assert_array_equal(h_new[~rows], h_prev[~rows])
+    if keep:
+        assert max_rel(g[rows], np.concatenate([i, f, gg, o], axis=1)[rows]) < 2e-5
+        assert max_rel(tc[rows], np.tanh(c)[rows]) < 2e-5
+
+
+# T * B = 300 rows; gate widths 4*70, 3*90, 260 and inputs of 70 all >= 256 or partial panels;
+# the second LSTM has H a whole number of panels, which takes the blocked step (lstm_step)
+LAYERS = [("LSTM", None, 70), ("GRU", None, 90), ("RNN", "tanh", 260), ("LSTM", None, 2 * G.NR)]
+IDS = ["LSTM", "GRU", "RNN", "LSTM-blocked"]
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("mode,nonlin,H", LAYERS, ids=[c[0] for c in LAYERS])
+@pytest.mark.parametrize("mode,nonlin,H", LAYERS, ids=IDS)
 def test_layers_on_the_kernel_match_torch(mode, nonlin, H, threads):
     rng = np.random.default_rng(H + threads)
     layer = make_layer(mode, nonlin, 70, H, 2, True, np.float32, seed=H)
@@ -132,7 +179,7 @@ def test_layers_on_the_kernel_match_torch(mode, nonlin, H, threads):
         compare(layer, B, T, lengths, rng)
 
 
-@pytest.mark.parametrize("mode,nonlin,H", LAYERS, ids=[c[0] for c in LAYERS])
+@pytest.mark.parametrize("mode,nonlin,H", LAYERS, ids=IDS)
 def test_two_threads_give_the_one_thread_results(mode, nonlin, H):
     """Rows are split between threads, not sums: outputs and input gradients are the same
     bits; bias gradients add per-thread partial sums, so they agree to rounding."""

@@ -19,8 +19,9 @@ Vectors are 16 floats where the processor has AVX-512 (24 of its 32 registers ho
 block), 8 otherwise; a last panel of few columns uses a block of 1-3 vectors.
 
 Also here, for the float32 LSTM: :func:`gemm_packed2` (a step's b + x_t W_ih^T + h W_hh^T in
-one pass) and its pointwise steps forward and backward on whole vectors
-(:func:`lstm_cell`, :func:`lstm_cell_backward`). The layers call these from
+one pass), its pointwise steps forward and backward on whole vectors (:func:`lstm_cell`,
+:func:`lstm_cell_backward`), and :func:`lstm_step`, the product and the forward pointwise
+step together, block by block, where H is a whole number of panels. The layers call these from
 :mod:`rnnkit._kernels` and :mod:`rnnkit.layers`; tests/test_gemm.py checks them against NumPy
 and torch.
 
@@ -190,6 +191,67 @@ def _vector_at(builder, base, stride=None, gate: int = 0):  # type: ignore[no-un
     return builder.bitcast(ptr, _VEC.as_pointer())
 
 
+def _emit_lstm_cell(builder, a, a_stride, g, g_stride, c_prev, c_new, tc, h, optional):  # type: ignore[no-untyped-def]
+    """Emit the LSTM's pointwise step for VW units (see :func:`lstm_cell`). With
+    ``optional``, the gate activations (g) and tanh(c) (tc) are stored only where their
+    address is not 0 (inference keeps neither)."""
+    vty = _VEC
+
+    def const(x: float):  # type: ignore[no-untyped-def]
+        return ir.Constant(vty, [float(np.float32(x))] * VW)
+
+    fma = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(vty, [vty, vty, vty]), f"llvm.fma.v{VW}f32"
+    )
+
+    def ratio(x, scale: float):  # type: ignore[no-untyped-def]
+        """x p(x^2) / q(x^2) with x clamped, for tanh(x / scale) * scale: tanh's fit on
+        x / scale, its coefficients rescaled by powers of scale (a power of 2)."""
+        hi, lo = const(TANH_CLAMP * scale), const(-TANH_CLAMP * scale)
+        y = builder.select(builder.fcmp_ordered(">", x, hi), hi, x)  # NaN passes
+        y = builder.select(builder.fcmp_ordered("<", y, lo), lo, y)
+        y2 = builder.fmul(y, y)
+        out = []
+        for coefs in (TANH_P, TANH_Q):
+            n = len(coefs) - 1
+            acc = const(np.float32(coefs[0]) / scale ** (2 * n))
+            for k, coef in enumerate(coefs[1:], 1):
+                acc = builder.call(fma, [y2, acc, const(np.float32(coef) / scale ** (2 * (n - k)))])
+            out.append(acc)
+        return builder.fdiv(builder.fmul(y, out[0]), out[1])
+
+    def tanh(x):  # type: ignore[no-untyped-def]
+        return ratio(x, 1.0)
+
+    def sigmoid(x):  # type: ignore[no-untyped-def]
+        # (1 + tanh(x / 2)) / 2 = 1/2 + ratio(x, 2) / 4, with the same roundings as halving
+        # x first (the coefficients' scales are powers of 2), one multiply fewer
+        return builder.call(fma, [const(0.25), ratio(x, 2.0), const(0.5)])
+
+    pre = [builder.load(_vector_at(builder, a, a_stride, k), align=4) for k in range(4)]
+    gi, gf, gg, go = sigmoid(pre[0]), sigmoid(pre[1]), tanh(pre[2]), sigmoid(pre[3])
+    cp = builder.load(_vector_at(builder, c_prev), align=4)
+    c = builder.call(fma, [gf, cp, builder.fmul(gi, gg)])
+    t = tanh(c)
+    zero = ir.Constant(_I64, 0)
+
+    def store_gates() -> None:
+        for k, v in enumerate((gi, gf, gg, go)):
+            builder.store(v, _vector_at(builder, g, g_stride, k), align=4)
+
+    def store_tc() -> None:
+        builder.store(t, _vector_at(builder, tc), align=4)
+
+    for address, store in ((g, store_gates), (tc, store_tc)):
+        if optional:
+            with builder.if_then(builder.icmp_signed("!=", address, zero), likely=True):
+                store()
+        else:
+            store()
+    builder.store(c, _vector_at(builder, c_new), align=4)
+    builder.store(builder.fmul(go, t), _vector_at(builder, h), align=4)
+
+
 @intrinsic
 def lstm_cell(typingctx, a, gate_stride, g, c_prev, c_new, tc, h):  # type: ignore[no-untyped-def]
     """The LSTM's pointwise step for VW units of one row, in vector registers (float32):
@@ -201,52 +263,28 @@ def lstm_cell(typingctx, a, gate_stride, g, c_prev, c_new, tc, h):  # type: igno
     (1 + tanh(x / 2)) / 2 with the same rational tanh), without their eight passes over
     memory: measured as the remaining pointwise cost of the LSTM's forward loop.
     """
-    vty = _VEC
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         a, stride, g, c_prev, c_new, tc, h = args
-
-        def addr(base, gate=0):  # type: ignore[no-untyped-def]
-            return _vector_at(builder, base, stride, gate)
-
-        def const(x: float):  # type: ignore[no-untyped-def]
-            return ir.Constant(vty, [float(np.float32(x))] * VW)
-
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vty, [vty, vty, vty]), f"llvm.fma.v{VW}f32"
-        )
-
-        def tanh(x):  # type: ignore[no-untyped-def]
-            hi, lo = const(TANH_CLAMP), const(-TANH_CLAMP)
-            y = builder.select(builder.fcmp_ordered(">", x, hi), hi, x)  # NaN passes
-            y = builder.select(builder.fcmp_ordered("<", y, lo), lo, y)
-            y2 = builder.fmul(y, y)
-            p = const(TANH_P[0])
-            for coef in TANH_P[1:]:
-                p = builder.call(fma, [y2, p, const(coef)])
-            q = const(TANH_Q[0])
-            for coef in TANH_Q[1:]:
-                q = builder.call(fma, [y2, q, const(coef)])
-            return builder.fdiv(builder.fmul(y, p), q)
-
-        def sigmoid(x):  # type: ignore[no-untyped-def]
-            half = const(0.5)
-            return builder.call(fma, [half, tanh(builder.fmul(half, x)), half])
-
-        pre = [builder.load(addr(a, k), align=4) for k in range(4)]
-        gi, gf, gg, go = sigmoid(pre[0]), sigmoid(pre[1]), tanh(pre[2]), sigmoid(pre[3])
-        cp = builder.load(addr(c_prev), align=4)
-        c = builder.call(fma, [gf, cp, builder.fmul(gi, gg)])
-        t = tanh(c)
-        for k, v in enumerate((gi, gf, gg, go)):
-            builder.store(v, addr(g, k), align=4)
-        builder.store(c, addr(c_new), align=4)
-        builder.store(t, addr(tc), align=4)
-        builder.store(builder.fmul(go, t), addr(h), align=4)
+        _emit_lstm_cell(builder, a, stride, g, stride, c_prev, c_new, tc, h, False)
         return context.get_dummy_value()
 
     i = types.int64
     return types.void(i, i, i, i, i, i, i), codegen
+
+
+@intrinsic
+def _lstm_cell_from(typingctx, a, a_stride, g, g_stride, c_prev, c_new, tc, h):  # type: ignore[no-untyped-def]
+    """:func:`lstm_cell` with the pre-activations and the gate activations laid out with
+    strides of their own (a: a block of C in L1, g: a row of the gates kept for backward),
+    and g or tc 0 where they are not kept."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        _emit_lstm_cell(builder, *args, True)
+        return context.get_dummy_value()
+
+    i = types.int64
+    return types.void(i, i, i, i, i, i, i, i), codegen
 
 
 @intrinsic
@@ -473,3 +511,73 @@ def gemm_packed2(a1, p1, a2, p2, n, c, bias):  # type: ignore[no-untyped-def]
             elif w < NR:
                 for r in range(mr):
                     c[i0 + r, j0 : j0 + w] = tmp[r, :w]
+
+
+@nb.njit(**_JIT)
+def _unit_cols(a):  # type: ignore[no-untyped-def]
+    return a.shape[0] == 0 or a.shape[1] <= 1 or a.strides[1] == 4
+
+
+@nb.njit(**_JIT)
+def lstm_step(x, p1, h_prev, k2, p2, bias, c_prev, c_new, h_new, g, tc, real):  # type: ignore[no-untyped-def]
+    """One float32 LSTM step without peepholes, for H a whole number of panels: the
+    pre-activations b + x W_ih^T + h_prev W_hh^T of a block of MR rows and NR units, gate by
+    gate (the tiles of :func:`gemm_packed2`, into a block of 4 x MR x NR floats that stays in
+    L1), then the block's pointwise step (:func:`lstm_cell`), so that the pre-activations
+    never go through memory.
+
+    x (M, K1) and h_prev (M, H) with any strides (only h_prev's first k2 columns enter the
+    product: k2 = 0 skips a zero initial state's); p1, p2 W_ih^T and W_hh^T packed; bias from
+    :func:`pad_bias`. c_prev (M, H) in, c_new and h_new (M, H) out; g (M, 4H) receives the
+    gate activations and tc (M, H) tanh(c), each only where it has M rows (kept for
+    backward). real (M,) uint8: 0 where the step is padding (h and c carried unchanged), or
+    empty (no padding).
+    """
+    M, K1, H = x.shape[0], x.shape[1], c_new.shape[1]
+    units = H // NR  # panels per gate
+    if M == 0:
+        return
+    if H % NR or p1.shape[0] != 4 * units or p2.shape[0] != 4 * units or k2 > h_prev.shape[1]:
+        raise ValueError("lstm_step: H must be a whole number of panels")
+    if not (_unit_cols(c_prev) and _unit_cols(c_new) and _unit_cols(h_new) and _unit_cols(g)
+            and _unit_cols(tc)):  # fmt: skip
+        raise ValueError("lstm_step: columns of the state and gates must be contiguous")
+    keep_g, keep_tc = g.shape[0] == M, tc.shape[0] == M
+    rs1, ks1 = x.strides[0] // 4, x.strides[1] // 4
+    rs2, ks2 = h_prev.strides[0] // 4, h_prev.strides[1] // 4
+    block = np.empty((4, MR, NR), np.float32)
+    pblk, pbias = block.ctypes.data, bias.ctypes.data
+    for u in range(units):
+        j = u * NR  # the block's first unit
+        for i0 in range(0, M, MR):
+            mr = min(MR, M - i0)
+            for gate in range(4):
+                q = gate * units + u
+                pc = pblk + gate * MR * NR * 4
+                beta = 2
+                for k0 in range(0, K1, KC):
+                    pa = x.ctypes.data + (i0 * rs1 + k0 * ks1) * 4
+                    _tile(mr, NV, pa, rs1, ks1, p1.ctypes.data + (q * K1 + k0) * NR * 4,
+                          min(KC, K1 - k0), pc, NR, beta, pbias + q * NR * 4)  # fmt: skip
+                    beta = 1
+                for k0 in range(0, k2, KC):
+                    pa = h_prev.ctypes.data + (i0 * rs2 + k0 * ks2) * 4
+                    _tile(mr, NV, pa, rs2, ks2, p2.ctypes.data + (q * H + k0) * NR * 4,
+                          min(KC, k2 - k0), pc, NR, beta, pbias + q * NR * 4)  # fmt: skip
+                    beta = 1
+                if beta == 2:  # K1 = k2 = 0: the bias alone
+                    for r in range(mr):
+                        block[gate, r] = bias[q * NR : (q + 1) * NR]
+            for r in range(mr):
+                b = i0 + r
+                if real.shape[0] > 0 and real[b] == 0:
+                    c_new[b, j : j + NR] = c_prev[b, j : j + NR]
+                    h_new[b, j : j + NR] = h_prev[b, j : j + NR]
+                    continue
+                pcp, pcn, ph = c_prev[b].ctypes.data, c_new[b].ctypes.data, h_new[b].ctypes.data
+                for v in range(0, NR, VW):
+                    o = (j + v) * 4
+                    pg = g[b].ctypes.data + o if keep_g else 0  # 0: not kept
+                    ptc = tc[b].ctypes.data + o if keep_tc else 0
+                    _lstm_cell_from(pblk + (r * NR + v) * 4, MR * NR, pg, H, pcp + o, pcn + o, ptc,
+                                    ph + o)  # fmt: skip

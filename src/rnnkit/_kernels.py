@@ -536,6 +536,8 @@ def lstm_forward(
     x_t W_ih^T + b + h_{t-1} W_hh^T into ``pre`` (B, 4H) (_g.gemm_packed2, on W_ih^T packed
     as wp_ih and the bias padded), and the gates go to xw as above, or over ``pre`` where
     xw is empty (inference). h0_zero: the initial state h is zero (its product is skipped).
+    Without peepholes and with H a whole number of panels, _g.lstm_step does the product
+    and the pointwise step together, block by block, and ``pre`` is not used.
     """
     fused = xs.shape[0] > 0
     T = xs.shape[0] if fused else xw.shape[0] - 1
@@ -543,12 +545,25 @@ def lstm_forward(
     H = G // 4
     has_peep = peep.shape[0] > 0
     vector = xw.itemsize == 4 and not has_peep
+    # float32 without peepholes, H a whole number of panels: the product and the pointwise
+    # step in one pass over blocks of the gates (_g.lstm_step)
+    blocked = fused and vector and H % _g.NR == 0
     for s in range(T):
         t = T - 1 - s if reverse else s
         hp, ho = _slots(t, reverse)
         cp, co = (t + 1, t) if reverse else (t, t + 1)
         pa, pg = _gate_slots(t, reverse)
         k = t if tcbuf.shape[0] > 1 else 0
+        if blocked:  # gates and tanh(c) kept for backward, or not (inference: 0 rows)
+            keep = xw.shape[0] > 0
+            gates = xw[pg, b_lo:b_hi] if keep else pre[:0]
+            tc_t = tcbuf[k, b_lo:b_hi] if keep else pre[:0, :H]
+            real = valid[t, b_lo:b_hi] if valid.shape[0] > 0 else valid.ravel()[:0]
+            k2 = 0 if s == 0 and h0_zero else H
+            _g.lstm_step(xs[t, b_lo:b_hi], wp_ih, hbuf[hp, b_lo:b_hi, col : col + H], k2, wp,
+                         bias, cbuf[cp, b_lo:b_hi], cbuf[co, b_lo:b_hi],
+                         hbuf[ho, b_lo:b_hi, col : col + H], gates, tc_t, real)  # fmt: skip
+            continue
         if fused:
             a = pre
             g = xw[pg] if xw.shape[0] > 0 else pre
