@@ -162,6 +162,22 @@ def test_lstm_step_matches_numpy(m, k1, units, k2, keep, padded):
         assert max_rel(tc[rows], np.tanh(c)[rows]) < 2e-5
 
 
+def test_lstm_step_rejects_bad_arguments():
+    H = G.NR
+    x, h, c = (np.zeros((2, H), np.float32) for _ in range(3))
+    w, bias = G.pack(np.zeros((H, 4 * H), np.float32)), G.pad_bias(np.zeros(4 * H, np.float32))
+    none, real = np.zeros((0, H), np.float32), np.empty(0, np.uint8)
+    with pytest.raises(ValueError, match="whole number of panels"):  # H not whole panels
+        h1 = np.zeros((2, H + 1), np.float32)
+        G.lstm_step(x, w, h1, H, w, bias, h1, h1, h1, none, none, real)
+    with pytest.raises(ValueError, match="whole number of panels"):  # weights of another H
+        G.lstm_step(x, G.pack(np.zeros((H, 8 * H), np.float32)), h, H, w, bias, c, c, h, none,
+                    none, real)  # fmt: skip
+    with pytest.raises(ValueError, match="contiguous"):
+        strided = np.zeros((2, 2 * H), np.float32)[:, ::2]
+        G.lstm_step(x, w, h, H, w, bias, c, strided, h, none, none, real)
+
+
 # T * B = 300 rows; gate widths 4*70, 3*90, 260 and inputs of 70 all >= 256 or partial panels;
 # the second LSTM has H a whole number of panels, which takes the blocked step (lstm_step)
 LAYERS = [("LSTM", None, 70), ("GRU", None, 90), ("RNN", "tanh", 260), ("LSTM", None, 2 * G.NR)]

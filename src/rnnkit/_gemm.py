@@ -538,7 +538,7 @@ def lstm_step(x, p1, h_prev, k2, p2, bias, c_prev, c_new, h_new, g, tc, real):  
     if M == 0:
         return
     if H % NR or p1.shape[0] != 4 * units or p2.shape[0] != 4 * units or k2 > h_prev.shape[1]:
-        raise ValueError("lstm_step: H must be a whole number of panels")
+        raise ValueError("lstm_step: H must be a whole number of panels, the weights 4H wide")
     if not (_unit_cols(c_prev) and _unit_cols(c_new) and _unit_cols(h_new) and _unit_cols(g)
             and _unit_cols(tc)):  # fmt: skip
         raise ValueError("lstm_step: columns of the state and gates must be contiguous")
