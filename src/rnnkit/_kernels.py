@@ -548,17 +548,18 @@ def lstm_forward(
     # float32 without peepholes, H a whole number of panels: the product and the pointwise
     # step in one pass over blocks of the gates (_g.lstm_step)
     blocked = fused and vector and H % _g.NR == 0
+    keep = xw.shape[0] > 0  # gates and tanh(c) kept for backward (else inference)
+    no_padding = valid.ravel()[:0]
     for s in range(T):
         t = T - 1 - s if reverse else s
         hp, ho = _slots(t, reverse)
         cp, co = (t + 1, t) if reverse else (t, t + 1)
         pa, pg = _gate_slots(t, reverse)
         k = t if tcbuf.shape[0] > 1 else 0
-        if blocked:  # gates and tanh(c) kept for backward, or not (inference: 0 rows)
-            keep = xw.shape[0] > 0
+        if blocked:  # what is not kept is passed with 0 rows
             gates = xw[pg, b_lo:b_hi] if keep else pre[:0]
             tc_t = tcbuf[k, b_lo:b_hi] if keep else pre[:0, :H]
-            real = valid[t, b_lo:b_hi] if valid.shape[0] > 0 else valid.ravel()[:0]
+            real = valid[t, b_lo:b_hi] if valid.shape[0] > 0 else no_padding
             k2 = 0 if s == 0 and h0_zero else H
             _g.lstm_step(xs[t, b_lo:b_hi], wp_ih, hbuf[hp, b_lo:b_hi, col : col + H], k2, wp,
                          bias, cbuf[cp, b_lo:b_hi], cbuf[co, b_lo:b_hi],
