@@ -66,6 +66,17 @@ def test_gemm_packed2_matches_numpy(m, k1, k2, n):
     assert max_rel(c, expect) < 2e-6
 
 
+def test_row_blocks_cover_the_rows_evenly():
+    """The kernels' blocks of rows: every row once, in order, at most MR rows a block, and
+    sizes at most one apart (no short last block)."""
+    for m in range(1, 200):
+        blocks = G._row_blocks(m)
+        spans = [G._row_block(i, blocks, m) for i in range(blocks)]
+        assert [lo + r for lo, n in spans for r in range(n)] == list(range(m))
+        sizes = [n for _, n in spans]
+        assert max(sizes) <= G.MR and max(sizes) - min(sizes) <= 1, m
+
+
 def test_gemm_packed_row_range_and_empty_k():
     rng = np.random.default_rng(3)
     a = rng.standard_normal((20, 9)).astype(np.float32)

@@ -409,6 +409,23 @@ NO_BIAS = np.zeros(NR, np.float32)  # the bias argument where beta is 0 or 1
 
 
 @nb.njit(**_JIT)
+def _row_blocks(m):  # type: ignore[no-untyped-def]
+    """How many blocks of at most MR rows m rows take: ceil(m / MR). With
+    :func:`_row_block`, the blocks are as even as possible (64 rows: nine blocks of 6 and
+    two of 5, not ten of 6 and one of 4), because a short block computes its rows at a
+    lower rate (measured with AVX-512 in one LSTM step, microseconds per row: 10.0 at 6 and
+    5 rows, 11.1 at 4, 16.9 at 2). Every element of C is the same sum either way."""
+    return (m + MR - 1) // MR
+
+
+@nb.njit(**_JIT)
+def _row_block(i, blocks, m):  # type: ignore[no-untyped-def]
+    """The first row and the row count of block i of ``blocks`` over m rows."""
+    lo = i * m // blocks
+    return lo, (i + 1) * m // blocks - lo
+
+
+@nb.njit(**_JIT)
 def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no-untyped-def]
     """c[row_lo:row_hi] = init + a[row_lo:row_hi] B, B (K, n) given packed by :func:`pack`;
     init is 0 (beta 0), c itself (beta 1), or bias in every row (beta 2; bias from
@@ -445,8 +462,10 @@ def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no
                 w = min(NR, n - j0)
                 pp = pp0 + (q * K + k0) * NR * 4
                 pb = bias.ctypes.data + (j0 * 4 if bk == 2 else 0)
-                for i0 in range(i_blk, i_end, MR):
-                    mr = min(MR, i_end - i0)
+                blocks = _row_blocks(i_end - i_blk)
+                for ib in range(blocks):
+                    i0, mr = _row_block(ib, blocks, i_end - i_blk)
+                    i0 += i_blk
                     pa = pa0 + (i0 * a_rs + k0 * a_ks) * 4
                     if w == NR:
                         pc = pc0 + (i0 * ldc + j0) * 4
@@ -489,8 +508,9 @@ def gemm_packed2(a1, p1, a2, p2, n, c, bias):  # type: ignore[no-untyped-def]
         w = min(NR, n - j0)
         pb = bias.ctypes.data + j0 * 4
         nv = (w + VW - 1) // VW
-        for i0 in range(0, M, MR):
-            mr = min(MR, M - i0)
+        blocks = _row_blocks(M)
+        for ib in range(blocks):
+            i0, mr = _row_block(ib, blocks, M)
             pc, lc = (
                 (c.ctypes.data + (i0 * ldc + j0) * 4, ldc) if w == NR else (tmp.ctypes.data, NR)
             )
@@ -547,10 +567,11 @@ def lstm_step(x, p1, h_prev, k2, p2, bias, c_prev, c_new, h_new, g, tc, real):  
     rs2, ks2 = h_prev.strides[0] // 4, h_prev.strides[1] // 4
     block = np.empty((4, MR, NR), np.float32)
     pblk, pbias = block.ctypes.data, bias.ctypes.data
+    blocks = _row_blocks(M)
     for u in range(units):
         j = u * NR  # the block's first unit
-        for i0 in range(0, M, MR):
-            mr = min(MR, M - i0)
+        for ib in range(blocks):
+            i0, mr = _row_block(ib, blocks, M)
             for gate in range(4):
                 q = gate * units + u
                 pc = pblk + gate * MR * NR * 4
