@@ -102,8 +102,9 @@ def test_pack_is_zero_padded_panels():
 
 @pytest.mark.parametrize("rows,cols", [(200, 128), (70, 256), (130, 650), (1030, 300), (600, 512)])
 def test_packing_a_transposed_matrix_and_in_parallel(rows, cols):
-    """W^T packs as its contiguous copy does, whatever W's row stride (multiples of 512
-    bytes take a tiled path), and the layers' packing split over threads gives the same."""
+    """W^T packs as its contiguous copy does (blocks transposed in registers, and the
+    edges: k past the last whole block, a last partial panel), and the layers' packing
+    split over threads gives the same."""
     from rnnkit import layers
 
     w = np.random.default_rng(rows).standard_normal((rows, cols)).astype(np.float32)

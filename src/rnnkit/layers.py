@@ -541,7 +541,12 @@ class Recurrent(Module):
             mask = valid[:, :, None].astype(self.dtype)  # (T, B, 1): 1 valid, 0 padding
         dirs, H = self.num_directions, self.hidden_size
         finals = [np.empty(self._state_shape(B), self.dtype) for _ in range(self.n_states)]
-        layer_in = _copy(K, x.transpose(1, 0, 2))  # (T, B, D) time-major
+        if not keep and x.flags.c_contiguous and self._fuses_projection(B):
+            # inference with the loop projecting each step's input: it reads x_t in place, a
+            # (T, B, D) view (measured: the copy took 1.1 ms of the 65 of (64,100,256,256))
+            layer_in = x.transpose(1, 0, 2)
+        else:
+            layer_in = _copy(K, x.transpose(1, 0, 2))  # (T, B, D) time-major
         layer_caches = []
         for layer in range(self.num_layers):
             drop_cache = None
