@@ -39,6 +39,12 @@ def compare(layer, B, T, lengths, rng, with_state=True):
     x = rng.standard_normal((B, T, layer.input_size)).astype(layer.dtype)
     state = random_state(layer, B, rng) if with_state else None
     out, final, cache = layer.forward(x, state, lengths)
+    if layer.dropout == 0:  # inference (its own paths: x read in place, two cell slots)
+        out_inf, final_inf = layer(x, state, lengths)
+        np.testing.assert_array_equal(out_inf, out)
+        for a, b in zip(final_inf if isinstance(final, tuple) else (final_inf,),
+                        final if isinstance(final, tuple) else (final,), strict=True):  # fmt: skip
+            np.testing.assert_array_equal(a, b)
     dout = rng.standard_normal(out.shape).astype(layer.dtype)
     dstate = random_state(layer, B, rng)
     layer.zero_grad()

@@ -20,7 +20,8 @@ the layer's output, dirs * H):
   (forward) or t + 2 (reverse) and writes slot t + 1, and the previous states of all T
   steps are one strided (T*B, H) matrix, which makes dW_hh one matmul after the loop.
 - ``cbuf`` (T + 1, B, H), the LSTM's cell states: slot 0 (forward) or T (reverse) holds
-  the initial state, c_t is in slot t + 1 (forward) or t (reverse).
+  the initial state, c_t is in slot t + 1 (forward) or t (reverse). In inference, where
+  backward does not read them, cbuf has 2 slots, and slot s above is slot s % 2.
 - ``valid`` (T, B) uint8: 1 where step t of sequence b is real, 0 for padding (the state is
   carried unchanged); an empty (0, 0) array means no padding.
 - Backward keeps the gradient reaching the state, ``dh`` (B, H) (and ``dc``), and adds the
@@ -529,7 +530,7 @@ def lstm_forward(
 ):  # type: ignore[no-untyped-def]
     """The LSTM over all steps; xw (T+1, B, 4H) ends holding the gates i, f, g, o.
 
-    cbuf (T+1, B, H) receives c_t; tcbuf (T or 1, B, H) tanh(c_t) (kept for backward when
+    cbuf (T+1 or 2, B, H) receives c_t; tcbuf (T or 1, B, H) tanh(c_t) (kept for backward when
     it has T slots); peep (3, H) holds w_ci, w_cf, w_co, or is empty (0, H) without peepholes.
 
     With xs (T, B, D) not empty (float32), xw holds no projection: each step computes
@@ -554,6 +555,8 @@ def lstm_forward(
         t = T - 1 - s if reverse else s
         hp, ho = _slots(t, reverse)
         cp, co = (t + 1, t) if reverse else (t, t + 1)
+        if cbuf.shape[0] == 2:  # inference: the cell states in two slots, in turn
+            cp, co = cp % 2, co % 2
         pa, pg = _gate_slots(t, reverse)
         k = t if tcbuf.shape[0] > 1 else 0
         if blocked:  # what is not kept is passed with 0 rows

@@ -793,8 +793,10 @@ class LSTM(Recurrent):
         else:
             empty = np.empty((0, 0, 0), self.dtype)
             fused = (empty, K._g.EMPTY, K._g.NO_BIAS, np.empty((0, 4 * H), self.dtype), False)
-        cbuf = ws.empty((T + 1, B, H), self.dtype)  # c_t; slot 0 (T reversed): c_init
-        cbuf[T if reverse else 0] = init[1]
+        # c_t; slot 0 (T reversed): c_init; in inference two slots in turn (slot s % 2)
+        slots = T + 1 if keep else 2
+        cbuf = ws.empty((slots, B, H), self.dtype)
+        cbuf[(T if reverse else 0) % slots] = init[1]
         tcbuf = ws.empty((T if keep else 1, B, H), self.dtype)  # tanh(c_t), for backward
         wp, peep = _packed(K, p["weight_hh"].T), self._peep_rows(p)
         _in_parallel([
@@ -803,7 +805,7 @@ class LSTM(Recurrent):
             for s in _parts(K, B, self.dtype)
         ])  # fmt: skip
         gates = xw[1:] if reverse else xw[:T]  # (T, B, 4H): step t's gates at [t]
-        return [cbuf[0 if reverse else T]], (gates, cbuf, tcbuf)
+        return [cbuf[(0 if reverse else T) % slots]], (gates, cbuf, tcbuf)
 
     def _loop_backward(self, K, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
         hbuf, col, valid, reverse, (gates, cbuf, tcbuf) = cache
