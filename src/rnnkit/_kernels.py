@@ -527,6 +527,7 @@ def lstm_forward(
     bias,
     pre,
     h0_zero,
+    batch_first,
 ):  # type: ignore[no-untyped-def]
     """The LSTM over all steps; xw (T+1, B, 4H) ends holding the gates i, f, g, o.
 
@@ -537,11 +538,13 @@ def lstm_forward(
     x_t W_ih^T + b + h_{t-1} W_hh^T into ``pre`` (B, 4H) (_g.gemm_packed2, on W_ih^T packed
     as wp_ih and the bias padded), and the gates go to xw as above, or over ``pre`` where
     xw is empty (inference). h0_zero: the initial state h is zero (its product is skipped).
+    batch_first: xs is (B, T, D) instead, the layer's input as given (inference reads it in
+    place; one compiled loop serves both layouts, x_t being a strided view either way).
     Without peepholes and with H a whole number of panels, _g.lstm_step does the product
     and the pointwise step together, block by block, and ``pre`` is not used.
     """
     fused = xs.shape[0] > 0
-    T = xs.shape[0] if fused else xw.shape[0] - 1
+    T = (xs.shape[1] if batch_first else xs.shape[0]) if fused else xw.shape[0] - 1
     G = pre.shape[1] if fused else xw.shape[2]
     H = G // 4
     has_peep = peep.shape[0] > 0
@@ -564,7 +567,8 @@ def lstm_forward(
             tc_t = tcbuf[k, b_lo:b_hi] if keep else pre[:0, :H]
             real = valid[t, b_lo:b_hi] if valid.shape[0] > 0 else no_padding
             k2 = 0 if s == 0 and h0_zero else H
-            _g.lstm_step(xs[t, b_lo:b_hi], wp_ih, hbuf[hp, b_lo:b_hi, col : col + H], k2, wp,
+            x_t = xs[b_lo:b_hi, t] if batch_first else xs[t, b_lo:b_hi]
+            _g.lstm_step(x_t, wp_ih, hbuf[hp, b_lo:b_hi, col : col + H], k2, wp,
                          bias, cbuf[cp, b_lo:b_hi], cbuf[co, b_lo:b_hi],
                          hbuf[ho, b_lo:b_hi, col : col + H], gates, tc_t, real)  # fmt: skip
             continue
@@ -574,7 +578,8 @@ def lstm_forward(
             h_prev = hbuf[hp, b_lo:b_hi, col : col + H]
             if s == 0 and h0_zero:  # h_0 = 0: no recurrent product at the first step
                 h_prev = h_prev[:, :0]
-            _g.gemm_packed2(xs[t, b_lo:b_hi], wp_ih, h_prev, wp, G, pre[b_lo:b_hi], bias)
+            x_t = xs[b_lo:b_hi, t] if batch_first else xs[t, b_lo:b_hi]
+            _g.gemm_packed2(x_t, wp_ih, h_prev, wp, G, pre[b_lo:b_hi], bias)
         else:
             a, g = xw[pa], xw[pg]
             _rgemm(blas, hbuf[hp, b_lo:b_hi, col : col + H], w_hh_t, wp, 1, a[b_lo:b_hi])

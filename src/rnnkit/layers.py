@@ -543,7 +543,8 @@ class Recurrent(Module):
         finals = [np.empty(self._state_shape(B), self.dtype) for _ in range(self.n_states)]
         if not keep and x.flags.c_contiguous and self._fuses_projection(B):
             # inference with the loop projecting each step's input: it reads x_t in place, a
-            # (T, B, D) view (measured: the copy took 1.1 ms of the 65 of (64,100,256,256))
+            # (T, B, D) view (measured: the copy took 1.1 ms of the 65 of (64,100,256,256));
+            # the LSTM's loop gets x itself (one compiled loop for both layouts)
             layer_in = x.transpose(1, 0, 2)
         else:
             layer_in = _copy(K, x.transpose(1, 0, 2))  # (T, B, D) time-major
@@ -789,10 +790,15 @@ class LSTM(Recurrent):
             wp_ih = _packed(K, w_ih.T)  # (D, 4H)
             bias = np.broadcast_to(np.asarray(self._loop_input_bias(p), self.dtype), (4 * H,))
             pre = np.empty((B, 4 * H), self.dtype)
-            fused = (xs, wp_ih, K._g.pad_bias(bias), pre, not init[0].any())
+            # inference hands the loop x (B, T, D) itself (see _forward): the loop reads
+            # x_t from it, with the same compiled code as the time-major copy
+            batch_first = not xs.flags.c_contiguous and xs.transpose(1, 0, 2).flags.c_contiguous
+            xs_arg = xs.transpose(1, 0, 2) if batch_first else xs
+            fused = (xs_arg, wp_ih, K._g.pad_bias(bias), pre, not init[0].any(), batch_first)
         else:
             empty = np.empty((0, 0, 0), self.dtype)
-            fused = (empty, K._g.EMPTY, K._g.NO_BIAS, np.empty((0, 4 * H), self.dtype), False)
+            fused = (empty, K._g.EMPTY, K._g.NO_BIAS, np.empty((0, 4 * H), self.dtype), False,
+                     False)  # fmt: skip
         # c_t; slot 0 (T reversed): c_init; in inference two slots in turn (slot s % 2)
         slots = T + 1 if keep else 2
         cbuf = ws.empty((slots, B, H), self.dtype)
