@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -84,6 +85,24 @@ def test_resume_reproduces_uninterrupted_losses(corpus, tmp_path, capsys):
     assert json.loads((b / "summary.json").read_text()) == json.loads(
         (a / "summary.json").read_text()
     )
+
+
+def test_resuming_at_the_end_of_an_epoch(corpus, tmp_path, capsys):
+    """A run stopped after an epoch's last window but before its record (Ctrl-C can land
+    there too) resumes with no window of that epoch left: it records the epoch and goes
+    on, without a traceback."""
+    out = tmp_path / "run"
+    rc, text, _ = run(["lm", "train", corpus, "--epochs", "1", *SMALL, "--max-steps", "1",
+                       "--out", tmp_path / "probe"], capsys)  # fmt: skip
+    assert rc == 0
+    windows = int(re.search(r"(\d+) windows", text).group(1))
+    rc, _, _ = run(["lm", "train", corpus, "--epochs", "2", *SMALL, "--max-steps", windows,
+                    "--out", out], capsys)  # fmt: skip
+    assert rc == 0 and len(losses(out)) == windows
+    rc, text, err = run(["lm", "train", "--resume", "--out", out, "--no-progress"], capsys)
+    assert rc == 0, err
+    assert "epoch 1/2: no windows left" in text and "epoch 2/2: train loss" in text
+    assert len(losses(out)) == 2 * windows
 
 
 def test_ctrl_c_leaves_a_resumable_checkpoint(corpus, tmp_path, capsys):

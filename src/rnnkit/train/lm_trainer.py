@@ -382,7 +382,11 @@ def train_lm(
             logger.log(record)
             logger.plot(out)
             save()
-            msg = f"epoch {epoch}/{cfg.epochs}: train loss {record['train_loss']:.4f}"
+            train_loss = record["train_loss"]  # None: resumed with no window of it left
+            msg = f"epoch {epoch}/{cfg.epochs}: " + (
+                f"train loss {train_loss:.4f}" if train_loss is not None
+                else "no windows left (resumed at its end)"
+            )  # fmt: skip
             if valid_ids is not None:
                 v_loss, v_ppl = record["valid_loss"], record["valid_perplexity"]
                 msg += f", valid loss {v_loss:.4f} (perplexity {v_ppl:.2f})"
