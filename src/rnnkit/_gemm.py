@@ -516,6 +516,24 @@ def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no
 
 
 @nb.njit(**_JIT)
+def _tiles2(mr, nv, pa1, rs1, ks1, pp1, k1, pa2, rs2, ks2, pp2, k2, pc, ldc, pb):  # type: ignore[no-untyped-def]
+    """One block of C (mr rows, nv vectors, row stride ldc, at pc) = the bias at pb + A1 B1
+    + A2 B2, the sums over k1 and then k2 taken KC at a time (:func:`_tile`): A's rows at
+    pa (row stride rs, k stride ks, in floats), B's panel at pp. False where k1 = k2 = 0:
+    then nothing is written, and the caller fills in the bias."""
+    beta = 2
+    for k0 in range(0, k1, KC):
+        _tile(mr, nv, pa1 + k0 * ks1 * 4, rs1, ks1, pp1 + k0 * NR * 4, min(KC, k1 - k0), pc, ldc,
+              beta, pb)  # fmt: skip
+        beta = 1
+    for k0 in range(0, k2, KC):
+        _tile(mr, nv, pa2 + k0 * ks2 * 4, rs2, ks2, pp2 + k0 * NR * 4, min(KC, k2 - k0), pc, ldc,
+              beta, pb)  # fmt: skip
+        beta = 1
+    return beta == 1
+
+
+@nb.njit(**_JIT)
 def gemm_packed2(a1, p1, a2, p2, n, c, bias):  # type: ignore[no-untyped-def]
     """c = bias + a1 B1 + a2 B2 for all rows of c, with B1 (K1, n) and B2 (K2, n) packed and
     bias from :func:`pad_bias`; block by block of c, which stays in L1 between the products.
@@ -546,18 +564,10 @@ def gemm_packed2(a1, p1, a2, p2, n, c, bias):  # type: ignore[no-untyped-def]
             pc, lc = (
                 (c.ctypes.data + (i0 * ldc + j0) * 4, ldc) if w == NR else (tmp.ctypes.data, NR)
             )
-            beta = 2
-            for k0 in range(0, K1, KC):
-                pa = pa1 + (i0 * rs1 + k0 * ks1) * 4
-                _tile(mr, nv, pa, rs1, ks1, pp1 + (q * K1 + k0) * NR * 4, min(KC, K1 - k0),
-                          pc, lc, beta, pb)  # fmt: skip
-                beta = 1
-            for k0 in range(0, K2, KC):
-                pa = pa2 + (i0 * rs2 + k0 * ks2) * 4
-                _tile(mr, nv, pa, rs2, ks2, pp2 + (q * K2 + k0) * NR * 4, min(KC, K2 - k0),
-                          pc, lc, beta, pb)  # fmt: skip
-                beta = 1
-            if beta == 2:  # K1 = K2 = 0: c is the bias
+            done = _tiles2(mr, nv, pa1 + i0 * rs1 * 4, rs1, ks1, pp1 + q * K1 * NR * 4, K1,
+                           pa2 + i0 * rs2 * 4, rs2, ks2, pp2 + q * K2 * NR * 4, K2, pc, lc,
+                           pb)  # fmt: skip
+            if not done:  # K1 = K2 = 0: c is the bias
                 for r in range(mr):
                     c[i0 + r, j0 : j0 + w] = bias[j0 : j0 + w]
             elif w < NR:
@@ -607,18 +617,12 @@ def lstm_step(x, p1, h_prev, k2, p2, bias, c_prev, c_new, h_new, g, tc, real):  
             for gate in range(4):
                 q = gate * units + u
                 pc = pblk + gate * MR * NR * 4
-                beta = 2
-                for k0 in range(0, K1, KC):
-                    pa = x.ctypes.data + (i0 * rs1 + k0 * ks1) * 4
-                    _tile(mr, NV, pa, rs1, ks1, p1.ctypes.data + (q * K1 + k0) * NR * 4,
-                          min(KC, K1 - k0), pc, NR, beta, pbias + q * NR * 4)  # fmt: skip
-                    beta = 1
-                for k0 in range(0, k2, KC):
-                    pa = h_prev.ctypes.data + (i0 * rs2 + k0 * ks2) * 4
-                    _tile(mr, NV, pa, rs2, ks2, p2.ctypes.data + (q * H + k0) * NR * 4,
-                          min(KC, k2 - k0), pc, NR, beta, pbias + q * NR * 4)  # fmt: skip
-                    beta = 1
-                if beta == 2:  # K1 = k2 = 0: the bias alone
+                done = _tiles2(mr, NV, x.ctypes.data + i0 * rs1 * 4, rs1, ks1,
+                               p1.ctypes.data + q * K1 * NR * 4, K1,
+                               h_prev.ctypes.data + i0 * rs2 * 4, rs2, ks2,
+                               p2.ctypes.data + q * H * NR * 4, k2, pc, NR,
+                               pbias + q * NR * 4)  # fmt: skip
+                if not done:  # K1 = k2 = 0: the bias alone
                     for r in range(mr):
                         block[gate, r] = bias[q * NR : (q + 1) * NR]
             for r in range(mr):

@@ -562,12 +562,13 @@ def lstm_forward(
             cp, co = cp % 2, co % 2
         pa, pg = _gate_slots(t, reverse)
         k = t if tcbuf.shape[0] > 1 else 0
+        if fused:
+            x_t = xs[b_lo:b_hi, t] if batch_first else xs[t, b_lo:b_hi]
         if blocked:  # what is not kept is passed with 0 rows
             gates = xw[pg, b_lo:b_hi] if keep else pre[:0]
             tc_t = tcbuf[k, b_lo:b_hi] if keep else pre[:0, :H]
             real = valid[t, b_lo:b_hi] if valid.shape[0] > 0 else no_padding
             k2 = 0 if s == 0 and h0_zero else H
-            x_t = xs[b_lo:b_hi, t] if batch_first else xs[t, b_lo:b_hi]
             _g.lstm_step(x_t, wp_ih, hbuf[hp, b_lo:b_hi, col : col + H], k2, wp,
                          bias, cbuf[cp, b_lo:b_hi], cbuf[co, b_lo:b_hi],
                          hbuf[ho, b_lo:b_hi, col : col + H], gates, tc_t, real)  # fmt: skip
@@ -578,7 +579,6 @@ def lstm_forward(
             h_prev = hbuf[hp, b_lo:b_hi, col : col + H]
             if s == 0 and h0_zero:  # h_0 = 0: no recurrent product at the first step
                 h_prev = h_prev[:, :0]
-            x_t = xs[b_lo:b_hi, t] if batch_first else xs[t, b_lo:b_hi]
             _g.gemm_packed2(x_t, wp_ih, h_prev, wp, G, pre[b_lo:b_hi], bias)
         else:
             a, g = xw[pa], xw[pg]
