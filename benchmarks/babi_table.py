@@ -227,8 +227,8 @@ def table(args: argparse.Namespace) -> None:
 
 
 def pictures(args: argparse.Namespace) -> None:
-    from rnnkit.qa import babi_files, draw_attention, read_babi
-    from rnnkit.train.qa_trainer import answer_questions, load_qa
+    from rnnkit.models.qa import babi_files, draw_attention, read_babi
+    from rnnkit.recipes.qa import answer_questions, load_qa
 
     kept_runs = _load(Path(args.runs), "1k-attentive")
     for task in _tasks(args.tasks):

@@ -7,7 +7,7 @@ rnnkit's kernels), then resets the kernel's peak-RSS counter (``/proc/self/clear
 Linux) and runs ``--steps`` more steps. Reported per case and library:
 
 - ``base MiB``: resident memory after the warm-up step and ``malloc_trim`` (interpreter,
-  library, weights, input; rnnkit's reused arrays, ``rnnkit._workspace``, released before it,
+  library, weights, input; rnnkit's reused arrays, ``rnnkit.fast.workspace``, released before it,
   so that the measured steps count them); both children run with a fixed glibc mmap threshold
   (``MALLOC_MMAP_THRESHOLD_``) so that large freed buffers leave the process,
 - ``peak MiB``: the highest resident memory during the measured steps (``VmHWM``),
@@ -80,7 +80,7 @@ def child(lib: str, case: Case, steps: int) -> dict:
     import ctypes
 
     if lib == "rnnkit":  # the layers keep their large arrays for reuse: count them in the step
-        from rnnkit import _workspace
+        from rnnkit.fast import workspace as _workspace
 
         _workspace.release()
     ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap pages back before the baseline

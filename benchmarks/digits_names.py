@@ -26,7 +26,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.svm import SVC
 
-from rnnkit.generate import ConditionalGenerator, GeneratorConfig, teacher_forcing
+from rnnkit.models.generate import ConditionalGenerator, GeneratorConfig, teacher_forcing
 from rnnkit.train import Adam, clip_grad_norm
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.attention import Attention, length_mask
-from rnnkit.gradcheck import gradcheck
+from rnnkit.engine.attention import Attention, length_mask
+from rnnkit.engine.gradcheck import gradcheck
 
 B, TQ, S, HQ, HK, A = 2, 3, 4, 5, 6, 7  # unequal sizes: a swapped axis fails
 

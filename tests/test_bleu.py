@@ -12,7 +12,7 @@ import pytest
 from sacrebleu.metrics import BLEU
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
-from rnnkit.bleu import corpus_bleu, tokenize_13a
+from rnnkit.text.bleu import corpus_bleu, tokenize_13a
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
 SMOOTHS = [("exp", None), ("none", None), ("floor", None), ("floor", 0.3), ("add-k", None),

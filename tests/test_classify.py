@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.classify import (
+from rnnkit.models.classify import (
     ClassifierConfig,
     SequenceClassifier,
     build_word_vocab,
@@ -18,7 +18,7 @@ from rnnkit.classify import (
     read_sentences,
     read_word2vec_text,
 )
-from rnnkit.gradcheck import gradcheck
+from rnnkit.engine.gradcheck import gradcheck
 from rnnkit.io import RnnkitError
 
 

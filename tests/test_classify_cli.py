@@ -184,7 +184,7 @@ def test_pretrained_extend_reads_words_training_never_saw(data, tmp_path, capsys
     """--pretrained-extend: the vector file's words that training lacks join the vocabulary
     with their vectors, keep them through training (no gradient reaches them), and are read
     at prediction time instead of <unk>; without the flag they are <unk>."""
-    from rnnkit.train.task_trainer import load_classifier
+    from rnnkit.recipes.task import load_classifier
 
     vec = tmp_path / "v.txt"
     vec.write_text("3 8\nfilm 1 2 3 4 5 6 7 8\nzyzzyva 1 -1 1 -1 1 -1 1 -1\n"
@@ -221,7 +221,7 @@ def test_pretrained_extend_reads_words_training_never_saw(data, tmp_path, capsys
 def test_freeze_embed_keeps_the_pretrained_vectors(data, tmp_path, capsys):
     """--freeze-embed: the whole embedding keeps the --pretrained vectors through training
     (and resume) while the rest of the model trains; it needs --pretrained."""
-    from rnnkit.train.task_trainer import load_classifier
+    from rnnkit.recipes.task import load_classifier
 
     vec = tmp_path / "v.txt"
     vec.write_text("2 8\nfilm 1 2 3 4 5 6 7 8\nbad 1 -1 1 -1 1 -1 1 -1\n")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from rnnkit.cli import main
-from rnnkit.lm import LanguageModel, LMConfig
+from rnnkit.models.lm import LanguageModel, LMConfig
 from rnnkit.train.checkpoint import save_checkpoint
 
 

@@ -20,8 +20,8 @@ from rnnkit.diagnostics import (
     rnn_step_jacobians,
     step_jacobians,
 )
-from rnnkit.gradcheck import numerical_grad, relative_error
-from rnnkit.layers import GRU, LSTM, RNN
+from rnnkit.engine.gradcheck import numerical_grad, relative_error
+from rnnkit.engine.layers import GRU, LSTM, RNN
 
 B, T, D, H = 2, 5, 3, 4  # small, unequal sizes
 

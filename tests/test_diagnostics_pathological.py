@@ -21,9 +21,9 @@ from rnnkit.diagnostics.pathological import (
 )
 from rnnkit.diagnostics.summary import format_summary, summarize
 from rnnkit.diagnostics.tasks import TASKS, get_task
-from rnnkit.gradcheck import gradcheck
+from rnnkit.engine.gradcheck import gradcheck
 from rnnkit.io import RnnkitError
-from rnnkit.layers import RNN
+from rnnkit.engine.layers import RNN
 
 N = 500  # sequences per generator check
 
@@ -211,7 +211,7 @@ def test_seed_004_parameter_count():
 
 def test_summary_of_models_with_tied_and_stacked_weights():
     torch = pytest.importorskip("torch")
-    from rnnkit.lm import LanguageModel, LMConfig
+    from rnnkit.models.lm import LanguageModel, LMConfig
 
     lm = LanguageModel(LMConfig(vocab_size=50, cell="lstm", embed=16, hidden=16, layers=2,
                                 tie_weights=True), seed=0)  # fmt: skip

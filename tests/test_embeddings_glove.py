@@ -10,7 +10,7 @@ import pytest
 
 from rnnkit.embeddings import Corpus, GloVe, Vocab
 from rnnkit.embeddings.glove import cooccurrence, glove_backward, glove_forward, weighting
-from rnnkit.gradcheck import gradcheck
+from rnnkit.engine.gradcheck import gradcheck
 from rnnkit.io import RnnkitError
 
 

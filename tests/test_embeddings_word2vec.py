@@ -21,7 +21,7 @@ from rnnkit.embeddings.word2vec import (
     softmax_forward,
     subsample_keep,
 )
-from rnnkit.gradcheck import gradcheck
+from rnnkit.engine.gradcheck import gradcheck
 from rnnkit.io import RnnkitError
 
 LEE = str(

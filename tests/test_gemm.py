@@ -1,4 +1,4 @@
-"""rnnkit._gemm (the float32 kernel on packed weights) against NumPy's float64 matmul, and the
+"""rnnkit.fast.gemm (the float32 kernel on packed weights) against NumPy's float64 matmul, and the
 layers at sizes that take it, in one and two threads, against torch.
 
 The layer tests of test_layers_torch use small shapes, where each product runs in one
@@ -14,7 +14,7 @@ from test_layers_torch import compare, make_layer
 from threadpoolctl import threadpool_limits
 from torch_ref import max_rel
 
-from rnnkit import _gemm as G
+from rnnkit.fast import gemm as G
 
 
 def _operand(rng, rows, cols, transposed, strided):
@@ -105,7 +105,7 @@ def test_packing_a_transposed_matrix_and_in_parallel(rows, cols):
     """W^T packs as its contiguous copy does (blocks transposed in registers, and the
     edges: k past the last whole block, a last partial panel), and the layers' packing
     split over threads gives the same."""
-    from rnnkit import layers
+    from rnnkit.engine import layers
 
     w = np.random.default_rng(rows).standard_normal((rows, cols)).astype(np.float32)
     panels = -(-rows // G.NR)
@@ -235,7 +235,7 @@ def test_joined_weight_gradients_match_torch(mode, nonlin, threads, monkeypatch)
     """With D a whole number of panels (64 here, and 2H = 64 for the second layer), the
     LSTM's and RNN's dW_ih and dW_hh come from one product over [X | H_prev]; the GRU keeps
     two (its dA for W_hh differs). Against torch, in one and two threads."""
-    from rnnkit import layers
+    from rnnkit.engine import layers
 
     joined = []
     real = layers.Recurrent._joins_weight_grads

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.generate import (
+from rnnkit.models.generate import (
     ConditionalGenerator,
     GeneratorConfig,
     beam_search,
@@ -18,8 +18,8 @@ from rnnkit.generate import (
     sample_decode,
     select_state,
 )
-from rnnkit.gradcheck import gradcheck
-from rnnkit.ops import log_softmax
+from rnnkit.engine.gradcheck import gradcheck
+from rnnkit.engine.ops import log_softmax
 
 
 def _data(V=7, F=3, seed=0):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import rnnkit
-from rnnkit import cells
-from rnnkit.gradcheck import gradcheck
+from rnnkit.engine import cells
+from rnnkit.engine.gradcheck import gradcheck
 
 B, T, D, H = 2, 3, 4, 5  # small, unequal sizes so swapped axes fail
 

@@ -1,10 +1,10 @@
-"""The compiled loops of rnnkit._kernels against references we did not write or have proven.
+"""The compiled loops of rnnkit.fast.loops against references we did not write or have proven.
 
 - activations against NumPy; the BLAS wrappers (and their no-BLAS fallbacks) against
   NumPy's matmul and transpose;
 - every layer configuration, float32 and float64, bidirectional with unsorted ragged
   lengths, against backpropagation through time assembled from the NumPy cells of
-  rnnkit.cells (finite-difference checked in test_gradcheck_layers) in float64, including
+  rnnkit.engine.cells (finite-difference checked in test_gradcheck_layers) in float64, including
   the configurations PyTorch lacks (peepholes, the sigmoid RNN, the textbook GRU);
 - the fallback without BLAS against torch.
 """
@@ -16,8 +16,8 @@ import pytest
 from torch_ref import max_rel, torch_reference
 
 import rnnkit
-from rnnkit import _kernels as K
-from rnnkit import cells
+from rnnkit.fast import loops as K
+from rnnkit.engine import cells
 
 NO_BLAS = (0, 0, 0, 0, 0)
 
@@ -119,7 +119,7 @@ def _step_backward(layer, dnew, cache, p, h_prev, g):
 
 
 def cells_reference(layer, x, init, lengths, dout, dfinal):
-    """One layer, every direction, stepped by rnnkit.cells in float64 with PyTorch's
+    """One layer, every direction, stepped by rnnkit.engine.cells in float64 with PyTorch's
     packed-sequence semantics. Returns out, final states, dx, d(initial states), grads."""
     B, T, _ = x.shape
     H = layer.hidden_size

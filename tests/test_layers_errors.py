@@ -72,7 +72,7 @@ def test_load_state_dict_checks_names_and_shapes():
 
 def test_engine_imports_numpy_alone():
     code = (
-        "import sys, rnnkit, rnnkit.ops, rnnkit.cells, rnnkit.layers;"
+        "import sys, rnnkit, rnnkit.engine.ops, rnnkit.engine.cells, rnnkit.engine.layers;"
         "bad = [m for m in ('torch', 'click', 'matplotlib', 'numba', 'tqdm', 'safetensors')"
         " if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
     )

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.gradcheck import gradcheck
-from rnnkit.lm import LanguageModel, LMConfig
+from rnnkit.engine.gradcheck import gradcheck
+from rnnkit.models.lm import LanguageModel, LMConfig
 
 
 def batch(V=7, B=2, T=4, seed=0):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit import ops
-from rnnkit.gradcheck import gradcheck, relative_error
+from rnnkit.engine import ops
+from rnnkit.engine.gradcheck import gradcheck, relative_error
 
 RNG = np.random.default_rng(0)
 

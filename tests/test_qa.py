@@ -1,4 +1,4 @@
-"""Question answering (rnnkit.qa): the bAbI reader and its errors, batches, finite-difference
+"""Question answering (rnnkit.models.qa): the bAbI reader and its errors, batches, finite-difference
 checks of both readers with both answer heads, a PyTorch twin of the attentive reader, the
 attention weights, and the attention picture."""
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.gradcheck import gradcheck
+from rnnkit.engine.gradcheck import gradcheck
 from rnnkit.io import RnnkitError
-from rnnkit.qa import (
+from rnnkit.models.qa import (
     Answers,
     BabiData,
     QAConfig,

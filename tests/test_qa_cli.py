@@ -167,7 +167,7 @@ def test_bad_input_is_one_line(babi, trained, tmp_path, capsys):
 def test_attentive_reader_options_reach_the_model(babi, tmp_path):
     """--previous and --hop-temporal (and --fusion) are saved in the checkpoint's model config
     and add their parameters."""
-    from rnnkit.train.qa_trainer import load_qa
+    from rnnkit.recipes.qa import load_qa
 
     out = tmp_path / "prev"
     assert main(["qa", "train", str(babi), "--task", "1", "--epochs", "1", "--no-test",

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rnnkit.gradcheck import gradcheck
-from rnnkit.seq2seq import Seq2Seq, Seq2SeqConfig, make_batch
+from rnnkit.engine.gradcheck import gradcheck
+from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig, make_batch
 
 BOS, EOS, PAD = 1, 2, 0
 SRC = [[3, 4, 5, 6], [6, 3], [4, 4, 5]]  # unsorted lengths, one short

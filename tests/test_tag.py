@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.classify import build_word_vocab, encode_words
-from rnnkit.gradcheck import gradcheck
+from rnnkit.models.classify import build_word_vocab, encode_words
+from rnnkit.engine.gradcheck import gradcheck
 from rnnkit.io import RnnkitError
-from rnnkit.tag import (
+from rnnkit.models.tag import (
     SequenceTagger,
     TaggerConfig,
     build_char_vocab,

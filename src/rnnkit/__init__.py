@@ -7,9 +7,9 @@
 (2, 5, 4)
 """
 
-from rnnkit._workspace import release as release_memory
-from rnnkit.gradcheck import gradcheck
-from rnnkit.layers import GRU, LSTM, RNN, Recurrent
+from rnnkit.fast.workspace import release as release_memory
+from rnnkit.engine.gradcheck import gradcheck
+from rnnkit.engine.layers import GRU, LSTM, RNN, Recurrent
 
 __all__ = ["GRU", "LSTM", "RNN", "Recurrent", "gradcheck", "release_memory"]
 __version__ = "0.1.0"

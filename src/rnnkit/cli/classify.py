@@ -14,10 +14,10 @@ from typing import Any
 import click
 import numpy as np
 
-from rnnkit.classify import read_labelled_tsv, read_sentences
+from rnnkit.models.classify import read_labelled_tsv, read_sentences
 from rnnkit.io import RnnkitError, read_lines
 from rnnkit.train.checkpoint import load_checkpoint
-from rnnkit.train.task_trainer import (
+from rnnkit.recipes.task import (
     KIND_CLASSIFIER,
     ClassifyTrainConfig,
     ensemble_probabilities,

@@ -11,7 +11,7 @@ import numpy as np
 
 from rnnkit.io import RnnkitError, read_text
 from rnnkit.train.checkpoint import load_checkpoint
-from rnnkit.train.lm_trainer import (
+from rnnkit.recipes.lm import (
     KIND,
     PRESETS,
     Corpus,

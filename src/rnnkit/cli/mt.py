@@ -14,7 +14,7 @@ from typing import Any
 import click
 import numpy as np
 
-from rnnkit.bleu import SMOOTHING, corpus_bleu
+from rnnkit.text.bleu import SMOOTHING, corpus_bleu
 from rnnkit.cli.classify import (
     POSITIVE,
     PROB,
@@ -26,7 +26,7 @@ from rnnkit.cli.classify import (
 )
 from rnnkit.io import RnnkitError, read_lines
 from rnnkit.train.checkpoint import load_checkpoint
-from rnnkit.train.mt_trainer import (
+from rnnkit.recipes.mt import (
     KIND,
     MTTrainConfig,
     analyze,

@@ -18,10 +18,10 @@ from rnnkit.cli.classify import (
     run_options,
 )
 from rnnkit.io import RnnkitError
-from rnnkit.qa import BabiData, babi_files, draw_attention, read_babi, read_story, task_number
+from rnnkit.models.qa import BabiData, babi_files, draw_attention, read_babi, read_story, task_number
 from rnnkit.train.checkpoint import load_checkpoint
 from rnnkit.train.loop import run_checkpoint
-from rnnkit.train.qa_trainer import (
+from rnnkit.recipes.qa import (
     KIND_QA,
     QATrainConfig,
     answer_question,

@@ -18,9 +18,9 @@ from rnnkit.cli.classify import (
     run_options,
 )
 from rnnkit.io import RnnkitError
-from rnnkit.tag import CONLLU_TAGS, TaggedCorpus, read_tagged
+from rnnkit.models.tag import CONLLU_TAGS, TaggedCorpus, read_tagged
 from rnnkit.train.checkpoint import load_checkpoint
-from rnnkit.train.task_trainer import (
+from rnnkit.recipes.task import (
     KIND_TAGGER,
     TagTrainConfig,
     evaluate_tagger,

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from rnnkit.diagnostics.gradflow import global_grad_norm
-from rnnkit.layers import RNN
+from rnnkit.engine.layers import RNN
 from rnnkit.train.clip import clip_grad_norm
 
 Array = np.ndarray

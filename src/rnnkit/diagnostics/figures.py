@@ -33,7 +33,7 @@ from rnnkit.diagnostics.pathological import (
     success_table,
 )
 from rnnkit.io import RnnkitError, atomic_write, read_text
-from rnnkit.layers import GRU, LSTM, RNN
+from rnnkit.engine.layers import GRU, LSTM, RNN
 
 __all__ = ["cliff_figure", "gradflow_figure", "pathological_experiment", "pathological_figures"]
 

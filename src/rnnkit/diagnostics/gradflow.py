@@ -16,7 +16,7 @@ necessary (not sufficient) for it to explode. For the LSTM, the memory cell's ow
 gives dc_T/dc_k = diag(prod_{i=k+1..T} f_i) (the constant error carousel with a forget
 gate, Gers et al. 2000), so the forget-gate products show how far the cell carries error.
 
-What this module measures, for any ``rnnkit.layers`` RNN/LSTM/GRU (stacked too):
+What this module measures, for any ``rnnkit.engine.layers`` RNN/LSTM/GRU (stacked too):
 
 - :func:`bptt_hidden_grads` / ``GradFlow.grad_norm``: ||dE_T/dh_k|| for every k, read off
   the layer's own BPTT pass (``return_hidden_grads=True``); not finite differences.
@@ -36,7 +36,7 @@ What this module measures, for any ``rnnkit.layers`` RNN/LSTM/GRU (stacked too):
 States are counted as in the paper: h_0 is the initial state, h_i the state after step i,
 i = 1..T; results are indexed by the distance d = T - k = 0..T.
 
->>> from rnnkit.layers import RNN
+>>> from rnnkit.engine.layers import RNN
 >>> rnn = RNN(3, 4, dtype=np.float64, seed=0)
 >>> x = np.random.default_rng(1).standard_normal((2, 6, 3))
 >>> flow = gradient_flow(rnn, x)
@@ -56,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.layers import GRU, LSTM, RNN, Recurrent
+from rnnkit.engine.layers import GRU, LSTM, RNN, Recurrent
 
 Array = np.ndarray
 
@@ -175,7 +175,7 @@ def bptt_hidden_grads(
         hidden (L*dirs, B, T, H), hidden[:, :, t] = dE_T/dh_{t+1}, and dE_T/dh_0
         (L*dirs, B, H), the gradient reaching the initial h.
 
-    >>> from rnnkit.layers import LSTM
+    >>> from rnnkit.engine.layers import LSTM
     >>> lstm = LSTM(2, 3, num_layers=2, dtype=np.float64, seed=0)
     >>> hid, dh0 = bptt_hidden_grads(lstm, np.ones((1, 4, 2)), np.ones((1, 3)))
     >>> hid.shape, dh0.shape
@@ -199,7 +199,7 @@ def step_states(layer: Recurrent, x: Array, state: Any = None) -> Array:
 
     Runs the layer one step at a time (inference mode, no dropout). Unidirectional only.
 
-    >>> from rnnkit.layers import LSTM
+    >>> from rnnkit.engine.layers import LSTM
     >>> lstm = LSTM(2, 3, num_layers=2, dtype=np.float64, seed=0)
     >>> step_states(lstm, np.ones((4, 5, 2))).shape      # S = 2 (h, c) * 2 layers * 3
     (6, 4, 12)
@@ -259,7 +259,7 @@ def step_jacobians(layer: Recurrent, x: Array, state: Any = None) -> tuple[Array
 def rnn_step_jacobians(layer: RNN, x: Array, state: Array | None = None) -> Array:
     """The RNN's step Jacobians from the cell math: dh_i/dh_{i-1} = diag(act'(a_i)) W_hh.
 
-    Single-layer, unidirectional :class:`~rnnkit.layers.RNN` only. Returns (T, B, H, H).
+    Single-layer, unidirectional :class:`~rnnkit.engine.layers.RNN` only. Returns (T, B, H, H).
 
     >>> rnn = RNN(2, 3, dtype=np.float64, seed=0)
     >>> x = np.random.default_rng(0).standard_normal((1, 4, 2))

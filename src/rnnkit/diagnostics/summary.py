@@ -1,7 +1,7 @@
 """Parameter counts per tensor and in total, for any rnnkit model or checkpoint.
 
 Anything with a ``params`` dict (name -> array) is a model here: the recurrent layers, the
-:class:`~rnnkit.lm.LanguageModel` (whose tied decoder shares ``encoder.weight`` and so is
+:class:`~rnnkit.models.lm.LanguageModel` (whose tied decoder shares ``encoder.weight`` and so is
 counted once), the pathological-task model, or a plain dict of arrays.
 
 The exercise of seed 004: an RNN with n inputs, n/2 hidden units, 2 outputs and no biases
@@ -51,7 +51,7 @@ class ParamSummary:
 def summarize(model: Any) -> ParamSummary:
     """Count the parameters of ``model``: an object with a ``params`` dict, or such a dict.
 
-    >>> from rnnkit.layers import LSTM
+    >>> from rnnkit.engine.layers import LSTM
     >>> summarize(LSTM(10, 20)).total     # 4*20*(10 + 20) + 2*4*20, as torch.nn.LSTM(10, 20)
     2560
     """

@@ -392,7 +392,7 @@ class Adam(Optimizer):
         if p.dtype in (np.float32, np.float64) and all(
             a.dtype == p.dtype and a.flags.c_contiguous for a in arrays
         ):
-            from rnnkit.train._fused import adam_update
+            from rnnkit.fast.optim import adam_update
 
             t, f = self.step_count, p.dtype.type
             adam_update(

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from rnnkit.io import RnnkitError, atomic_write
-from rnnkit.lm import LanguageModel, LMConfig, bits_per_char, perplexity
+from rnnkit.models.lm import LanguageModel, LMConfig, bits_per_char, perplexity
 from rnnkit.train.checkpoint import (
     load_checkpoint,
     rng_state,

@@ -21,7 +21,7 @@ cache)``); :class:`Attention` composes them with its parameters. The memory-side
 per batch of memories, and a decoder that queries step by step adds the gradients of every
 step into one ``dmem`` before a single :meth:`Attention.memory_backward`.
 
-Shapes (legend of :mod:`rnnkit.ops`): B batch, Tq queries per memory, S memory positions,
+Shapes (legend of :mod:`rnnkit.engine.ops`): B batch, Tq queries per memory, S memory positions,
 Hq query size, Hk memory (key = value) size, A the additive attention size.
 
 >>> att = Attention("general", query_size=3, key_size=2, seed=0)
@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit import ops
-from rnnkit.module import Module
+from rnnkit.engine import ops
+from rnnkit.engine.module import Module
 
 Array = np.ndarray
 Cache = Any

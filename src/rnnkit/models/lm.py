@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit import ops
-from rnnkit.layers import GRU, LSTM, RNN, Recurrent, State
-from rnnkit.module import ModelConfig, Module
+from rnnkit.engine import ops
+from rnnkit.engine.layers import GRU, LSTM, RNN, Recurrent, State
+from rnnkit.engine.module import ModelConfig, Module
 
 Array = np.ndarray
 

@@ -1,7 +1,7 @@
 """Training, applying and analysing translation models: the work behind ``rnnkit mt``.
 
 Data: two plain-text files aligned line by line (gzip accepted), tokenized by the 13a rules
-of :func:`rnnkit.bleu.tokenize_13a` (punctuation apart; ``--tokenize space`` splits at
+of :func:`rnnkit.text.bleu.tokenize_13a` (punctuation apart; ``--tokenize space`` splits at
 whitespace only), optionally lowercased. Vocabularies come from the training side of each
 language, ``<pad> <unk> <s> </s>`` first; rarer words (``min_count``, ``max_vocab``) and words
 never seen become ``<unk>``. Handling of bad input, the same everywhere:
@@ -15,10 +15,10 @@ never seen become ``<unk>``. Handling of bad input, the same everywhere:
   to most: the unknown-word replacement of Luong et al. 2015, "Addressing the rare word
   problem in NMT", with the attention weights as the alignment).
 
-The loop itself is the shared one of :mod:`rnnkit.train.task_trainer` (length-bucketed
+The loop itself is the shared one of :mod:`rnnkit.recipes.task` (length-bucketed
 batches, Adam + global-norm clipping by default, ``metrics.jsonl``, ``loss.png``, exact
 ``--resume``, Ctrl-C -> checkpoint + exit 130, ``OUT/best`` = the epoch of the best
-validation BLEU); validation BLEU is corpus BLEU (:mod:`rnnkit.bleu`) of the greedy
+validation BLEU); validation BLEU is corpus BLEU (:mod:`rnnkit.text.bleu`) of the greedy
 translations of the validation set against its raw references.
 
 Output folder layout::
@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.bleu import BLEUScore, corpus_bleu, tokenize_13a
+from rnnkit.text.bleu import BLEUScore, corpus_bleu, tokenize_13a
 from rnnkit.io import RnnkitError, atomic_write, read_lines
-from rnnkit.seq2seq import Seq2Seq, Seq2SeqConfig, make_batch
+from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig, make_batch
 from rnnkit.train.data import Vocab
 from rnnkit.train.loop import (
     LoopConfig,
@@ -82,7 +82,7 @@ __all__ = [
 
 @dataclass
 class MTTrainConfig(LoopConfig):
-    """Translation hyperparameters (see :class:`rnnkit.seq2seq.Seq2SeqConfig`) + the loop."""
+    """Translation hyperparameters (see :class:`rnnkit.models.seq2seq.Seq2SeqConfig`) + the loop."""
 
     cell: str = "gru"
     embed: int = 256

@@ -14,7 +14,7 @@ whenever the sizes differ (a bidirectional encoder, or He != Hd), else directly.
   of Sutskever et al. 2014 (``reverse_source`` feeds the source reversed, their trick).
 - ``"dot" | "general" | "additive"``: global attention (Luong et al. 2015, sec. 3.1): the
   context c_t = sum_s alpha_{t,s} h_s with alpha = softmax_s score(s_t, h_s) over the valid
-  source positions (see :mod:`rnnkit.attention`), the attentional state
+  source positions (see :mod:`rnnkit.engine.attention`), the attentional state
   h~_t = tanh(W_c [c_t; s_t]) (eq. 5), and P(y_t | ...) = softmax(W_s h~_t + b_s) (eq. 6).
   ``additive`` is Bahdanau et al. 2015's score v^T tanh(W q + U h).
 - ``input_feed``: the decoder input at step t is [embed(y_{t-1}); h~_{t-1}] (Luong et al.
@@ -22,13 +22,13 @@ whenever the sizes differ (a bidirectional encoder, or He != Hd), else directly.
   to Bahdanau et al.'s decoder, whose recurrence sees the previous context).
 
 Training is teacher-forced on padded batches: decoder inputs ``BOS y_1 .. y_n``, targets
-``y_1 .. y_n EOS`` (:func:`rnnkit.generate.teacher_forcing`); the loss is the mean negative
+``y_1 .. y_n EOS`` (:func:`rnnkit.models.generate.teacher_forcing`); the loss is the mean negative
 log-likelihood over the real target tokens (padding never counts), the encoder runs with the
 source lengths (padding never enters a state) and attention never attends to padding.
 Without input feeding the decoder's recurrence runs as one layer call over all steps and the
 attention as one batched call; with it, step by step.
 
-Decoding (:meth:`Seq2Seq.translate`) uses the decoders of :mod:`rnnkit.generate` over
+Decoding (:meth:`Seq2Seq.translate`) uses the decoders of :mod:`rnnkit.models.generate` over
 :meth:`Seq2Seq.step_fn`: greedy and sampling batched over sentences, beam search per
 sentence with the length normalisation 1/T^alpha or the GNMT penalty; :meth:`Seq2Seq.score`
 gives log P(y|x) and the attention weights of any output (those of a decoded sentence are
@@ -37,7 +37,7 @@ exactly the weights seen while decoding it).
 Parameter names (PyTorch style): ``encoder.embedding.weight`` (Vs, E),
 ``encoder.rnn.weight_ih_l0`` ..., ``bridge.weight`` (Hd, dirs*He), ``bridge.bias``,
 ``bridge_c.*`` (LSTM), ``decoder.embedding.weight`` (Vt, E), ``decoder.rnn.*``,
-``attention.*`` (:class:`rnnkit.attention.Attention`), ``combine.weight`` (Hd, dirs*He + Hd),
+``attention.*`` (:class:`rnnkit.engine.attention.Attention`), ``combine.weight`` (Hd, dirs*He + Hd),
 ``generator.weight`` (Vt, Hd), ``generator.bias`` (Vt,).
 
 >>> cfg = Seq2SeqConfig(src_vocab=9, tgt_vocab=8, cell="gru", embed=4, hidden=3,
@@ -61,11 +61,11 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit import ops
-from rnnkit.attention import KINDS, Attention
-from rnnkit.generate import beam_search, greedy_decode, sample_decode, select_state
-from rnnkit.layers import GRU, LSTM, RNN, Recurrent
-from rnnkit.module import ModelConfig, Module
+from rnnkit.engine import ops
+from rnnkit.engine.attention import KINDS, Attention
+from rnnkit.models.generate import beam_search, greedy_decode, sample_decode, select_state
+from rnnkit.engine.layers import GRU, LSTM, RNN, Recurrent
+from rnnkit.engine.module import ModelConfig, Module
 
 Array = np.ndarray
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
@@ -484,7 +484,7 @@ class Seq2Seq(Module):
 
     def step_fn(self, mem: dict[str, Any] | None) -> Any:
         """The step function ``step(tokens (K,), state) -> (log_probs (K, Vt), state)`` of
-        :mod:`rnnkit.generate` over a memory of batch K, or of batch 1 shared by K
+        :mod:`rnnkit.models.generate` over a memory of batch K, or of batch 1 shared by K
         hypotheses. The state is ``{"rnn": decoder state, "feed": h~ (K, Hd)}``, plus, for
         :func:`beam_search_batch`, ``"sent"`` (K,): the memory row of each hypothesis."""
         c = self.config
@@ -534,7 +534,7 @@ class Seq2Seq(Module):
             method: ``"greedy"`` or ``"sample"`` (batched over ``batch_size`` sentences;
                 one hypothesis each, scored by log P) or ``"beam"``
                 (:func:`beam_search_batch` over ``batch_size`` sentences; with
-                ``batch_beam=False`` :func:`rnnkit.generate.beam_search`, one sentence at a
+                ``batch_beam=False`` :func:`rnnkit.models.generate.beam_search`, one sentence at a
                 time, which gives the same hypotheses).
             beam_size: K >= 1. With K = 1 the search stops at the first EOS, so the output
                 is exactly the greedy one.
@@ -610,7 +610,7 @@ def beam_search_batch(
     step: Any, state: Any, bos: int, eos: int, beam_size: int, max_lens: Sequence[int],
     alpha: float = 1.0, reorder: Any = None, early_stop: bool = False,
 ) -> list[list[tuple[list[int], float]]]:  # fmt: skip
-    """:func:`rnnkit.generate.beam_search` for B sentences at once: each step function call
+    """:func:`rnnkit.models.generate.beam_search` for B sentences at once: each step function call
     extends the live hypotheses of every unfinished sentence together.
 
     Per sentence b the search is exactly that of ``beam_search(step, state_b, bos, eos,

@@ -22,11 +22,11 @@ Also here, for the float32 LSTM: :func:`gemm_packed2` (a step's b + x_t W_ih^T +
 one pass), its pointwise steps forward and backward on whole vectors (:func:`lstm_cell`,
 :func:`lstm_cell_backward`), and :func:`lstm_step`, the product and the forward pointwise
 step together, block by block, where H is a whole number of panels. The layers call these from
-:mod:`rnnkit._kernels` and :mod:`rnnkit.layers`; tests/test_gemm.py checks them against NumPy
+:mod:`rnnkit.fast.loops` and :mod:`rnnkit.engine.layers`; tests/test_gemm.py checks them against NumPy
 and torch.
 
 For whoever edits this file: numba's on-disk cache of a function is invalidated by changes to
-its own file only, and the loops of rnnkit._kernels compile these functions into themselves;
+its own file only, and the loops of rnnkit.fast.loops compile these functions into themselves;
 after a change here, delete ``src/rnnkit/__pycache__/_kernels*.nb*`` (or touch _kernels.py),
 or the loops keep running the old code. (Checked this way: the 8-wide configuration, forced
 on this AVX-512 machine, passes tests/test_gemm.py, test_layers_torch.py and test_kernels.py.)
@@ -166,7 +166,7 @@ def _tile(typingctx, mr, nv, a, a_rs, a_ks, p, k, c, ldc, beta, bias):  # type: 
     return types.void(i, i, i, i, i, i, i, i, i, i, i), codegen
 
 
-# Eigen's float32 tanh (generic_fast_tanh_float), shared with rnnkit._kernels._tanh: x
+# Eigen's float32 tanh (generic_fast_tanh_float), shared with rnnkit.fast.loops._tanh: x
 # clamped to +-7.9053 (where tanh rounds to +-1 in float32), then y * p(y^2) / q(y^2), a
 # 13/6-degree odd/even rational minimax fit; coefficients from the highest power down.
 TANH_CLAMP = 7.90531110763549805
@@ -259,7 +259,7 @@ def lstm_cell(typingctx, a, gate_stride, g, c_prev, c_new, tc, h):  # type: igno
 
     Arguments are int64: addresses of the units' pre-activation of gate i (the others
     ``gate_stride`` floats apart), where gate i's activation goes (likewise), c_prev, c_new,
-    tanh(c) and h. The same arithmetic as the loops of rnnkit._kernels (sigmoid(x) =
+    tanh(c) and h. The same arithmetic as the loops of rnnkit.fast.loops (sigmoid(x) =
     (1 + tanh(x / 2)) / 2 with the same rational tanh), without their eight passes over
     memory: measured as the remaining pointwise cost of the LSTM's forward loop.
     """
@@ -290,7 +290,7 @@ def _lstm_cell_from(typingctx, a, a_stride, g, g_stride, c_prev, c_new, tc, h): 
 @intrinsic
 def lstm_cell_backward(typingctx, g, gate_stride, tc, c_prev, dh, dc, da):  # type: ignore[no-untyped-def]
     """The LSTM's pointwise backward step for VW units of one row, in vector registers
-    (float32), the arithmetic of rnnkit._kernels.lstm_backward without peepholes:
+    (float32), the arithmetic of rnnkit.fast.loops.lstm_backward without peepholes:
     da_o = dh tanh(c) o (1 - o); dc += dh o (1 - tanh(c)^2); da_i = dc g i (1 - i);
     da_f = dc c_prev f (1 - f); da_g = dc i (1 - g^2); then dc <- dc f (for step t - 1).
 
@@ -539,7 +539,7 @@ def gemm_packed2(a1, p1, a2, p2, n, c, bias):  # type: ignore[no-untyped-def]
     bias from :func:`pad_bias`; block by block of c, which stays in L1 between the products.
 
     The LSTM's step: x_t W_ih^T + h_{t-1} W_hh^T + b in one pass, so that the input
-    projection never goes through memory (rnnkit._kernels.lstm_forward).
+    projection never goes through memory (rnnkit.fast.loops.lstm_forward).
     """
     M, K1, K2 = c.shape[0], a1.shape[1], a2.shape[1]
     if M == 0 or n == 0:

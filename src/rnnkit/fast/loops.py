@@ -1,8 +1,8 @@
-"""Compiled BPTT loops (numba) behind :mod:`rnnkit.layers`. Imported lazily on the first call.
+"""Compiled BPTT loops (numba) behind :mod:`rnnkit.engine.layers`. Imported lazily on the first call.
 
-The arithmetic is that of :mod:`rnnkit.cells` (the NumPy reference, one step at a time);
+The arithmetic is that of :mod:`rnnkit.engine.cells` (the NumPy reference, one step at a time);
 here the whole time loop of one layer and direction runs in one compiled function, so a step
-costs one recurrent matmul (float32: rnnkit._gemm on W_hh packed once per call; float64:
+costs one recurrent matmul (float32: rnnkit.fast.gemm on W_hh packed once per call; float64:
 BLAS) plus vectorised passes over the gates, with no Python in between. Each loop works on
 the batch rows [b_lo, b_hi) of full arrays, so that the layer can run row ranges in
 parallel threads.
@@ -52,7 +52,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from rnnkit import _gemm as _g
+from rnnkit.fast import gemm as _g
 
 # 'contract' lets LLVM fuse a*b+c into FMAs; nothing that changes results beyond rounding.
 _JIT = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}, "nogil": True}
@@ -309,7 +309,7 @@ def _tanh(x):  # type: ignore[no-untyped-def]
 @overload(_tanh, jit_options=_JIT)
 def _tanh_impl(x):  # type: ignore[no-untyped-def]
     if x == types.float32:
-        clamp_, P, Q = _g.TANH_CLAMP, _g.TANH_P, _g.TANH_Q  # Eigen's fit (see rnnkit._gemm)
+        clamp_, P, Q = _g.TANH_CLAMP, _g.TANH_P, _g.TANH_Q  # Eigen's fit (see rnnkit.fast.gemm)
 
         def tanh32(x):  # type: ignore[no-untyped-def]
             clamp = np.float32(clamp_)
@@ -333,7 +333,7 @@ def _tanh_impl(x):  # type: ignore[no-untyped-def]
 
 @nb.njit(**_JIT)
 def _sigmoid(x):  # type: ignore[no-untyped-def]
-    """1 / (1 + e^-x) = (1 + tanh(x / 2)) / 2, as :func:`rnnkit.ops.sigmoid`."""
+    """1 / (1 + e^-x) = (1 + tanh(x / 2)) / 2, as :func:`rnnkit.engine.ops.sigmoid`."""
     half = _cast(0.5, x)
     return half + half * _tanh(half * x)
 
@@ -429,7 +429,7 @@ def _add_output_grad(dh, dout, t, col, valid, hid, b_lo, b_hi):  # type: ignore[
 @nb.njit(**_JIT)
 def _rgemm(blas, a, w, wp, beta, c):  # type: ignore[no-untyped-def]
     """c = beta c + a w (beta 0 or 1) for the recurrent products of the loops: on ``wp``, w
-    packed once per call by :func:`rnnkit._gemm.pack` (float32), or through :func:`gemm`
+    packed once per call by :func:`rnnkit.fast.gemm.pack` (float32), or through :func:`gemm`
     where ``wp`` is empty."""
     if wp.shape[0] > 0:
         _g.gemm_packed(a, wp, c.shape[1], beta, c, 0, a.shape[0], _g.NO_BIAS)

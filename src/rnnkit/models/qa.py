@@ -20,17 +20,17 @@ the answer (:class:`QAModel`):
   question (shared weights; a sentence vector is the concatenation of the two directions'
   final states, size M = 2H); a learned temporal encoding of each sentence's recency is
   added (Sukhbaatar et al. 2015's "temporal encoding"); the question attends over the story
-  sentences in K hops with :class:`rnnkit.attention.Attention` (query u_{k-1}, context c_k,
+  sentences in K hops with :class:`rnnkit.engine.attention.Attention` (query u_{k-1}, context c_k,
   u_k = u_{k-1} + c_k, as in end-to-end memory networks); the answer is read from
   z = tanh(W [u_0; c_K; u_0 * c_K; |u_0 - c_K|] + b), the question and the last hop's
   context and their element-wise agreement (what yes/no questions compare).
 
 Answer heads: ``class`` (softmax over the distinct training answers, comma-joined lists
 being one class each) or ``sequence`` (the answer as a word sequence, decoded by
-:class:`rnnkit.generate.ConditionalGenerator` conditioned on z, greedy decoding): a
+:class:`rnnkit.models.generate.ConditionalGenerator` conditioned on z, greedy decoding): a
 multi-word answer is produced word by word, then ``</s>``.
 
-Shapes (legend of :mod:`rnnkit.ops`): B questions, N memory slots (story sentences kept,
+Shapes (legend of :mod:`rnnkit.engine.ops`): B questions, N memory slots (story sentences kept,
 at most ``memory``), S story sentences in the whole batch, W words per sentence, M sentence
 vector size, K hops, F feature size, C answer classes.
 
@@ -55,13 +55,13 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit import ops
-from rnnkit.attention import KINDS as ATTENTION_KINDS
-from rnnkit.attention import Attention
-from rnnkit.generate import ConditionalGenerator, GeneratorConfig, teacher_forcing
+from rnnkit.engine import ops
+from rnnkit.engine.attention import KINDS as ATTENTION_KINDS
+from rnnkit.engine.attention import Attention
+from rnnkit.models.generate import ConditionalGenerator, GeneratorConfig, teacher_forcing
 from rnnkit.io import RnnkitError, atomic_write, read_lines
-from rnnkit.layers import GRU, LSTM, Recurrent
-from rnnkit.module import ModelConfig, Module
+from rnnkit.engine.layers import GRU, LSTM, Recurrent
+from rnnkit.engine.module import ModelConfig, Module
 
 Array = np.ndarray
 
@@ -426,7 +426,7 @@ class QAConfig(ModelConfig):
     hidden: int = 32  # H: the LSTM reader's size; the attentive reader's per direction
     encoder: str = "gru"  # the attentive reader's word encoder: gru | lstm (bidirectional)
     hops: int = 3  # K
-    attention: str = "general"  # score of rnnkit.attention: dot | general | additive
+    attention: str = "general"  # score of rnnkit.engine.attention: dot | general | additive
     memory: int = 50  # the most recent statements kept per story (temporal encoding rows)
     temporal: bool = True  # add a learned recency vector to each sentence vector
     hop_temporal: bool = False  # attentive: a separate recency encoding per hop, too
@@ -455,11 +455,11 @@ class QAModel(Module):
     r"""A reader (subclass: ``_read`` / ``_read_backward``) and an answer head.
 
     Inputs/outputs of :meth:`forward`: a :class:`QABatch` and targets: class ids (B,) for the
-    class head, ``(inputs, targets, lengths)`` of :func:`rnnkit.generate.teacher_forcing` for
+    class head, ``(inputs, targets, lengths)`` of :func:`rnnkit.models.generate.teacher_forcing` for
     the sequence head, or None. Returns (mean cross-entropy or None, outputs, cache);
     outputs hold ``z`` (B, F), ``logits`` (B, C) (class head) and ``attention`` (B, K, N) or
     None (the LSTM reader). Head parameters: ``answer.weight`` (C, F), ``answer.bias`` (C,);
-    or ``decoder.*``, a :class:`rnnkit.generate.ConditionalGenerator` (GRU, feature
+    or ``decoder.*``, a :class:`rnnkit.models.generate.ConditionalGenerator` (GRU, feature
     fed to every step).
     """
 
@@ -611,7 +611,7 @@ class AttentiveReader(QAModel):
         c_k, \alpha_k = \mathrm{Attention}_k(u_{k-1}, s),  u_k = u_{k-1} + c_k,  k = 1..K
         z = \tanh(W_z [u_0; c_K; u_0 \odot c_K; |u_0 - c_K|] + b_z)        (B, F)
 
-    The attention (``rnnkit.attention.Attention`` of kind ``config.attention``, one per hop)
+    The attention (``rnnkit.engine.attention.Attention`` of kind ``config.attention``, one per hop)
     scores every kept sentence against the query and averages the sentence vectors with the
     weights alpha_k (B, N), which :meth:`forward` returns as ``attention`` (B, K, N).
 

@@ -39,11 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit import ops
-from rnnkit.classify import PAD, UNK, pad_batch
+from rnnkit.engine import ops
+from rnnkit.models.classify import PAD, UNK, pad_batch
 from rnnkit.io import RnnkitError, read_lines
-from rnnkit.layers import GRU, LSTM, RNN, Recurrent
-from rnnkit.module import ModelConfig, Module
+from rnnkit.engine.layers import GRU, LSTM, RNN, Recurrent
+from rnnkit.engine.module import ModelConfig, Module
 from rnnkit.train.data import Vocab
 
 Array = np.ndarray

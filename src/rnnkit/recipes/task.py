@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.classify import (
+from rnnkit.models.classify import (
     UNK,
     ClassifierConfig,
     LabelledText,
@@ -39,8 +39,8 @@ from rnnkit.classify import (
     read_word2vec_words,
 )
 from rnnkit.io import RnnkitError
-from rnnkit.metrics import iob1_to_iob2, is_chunk_tagset, span_f1, tag_accuracy
-from rnnkit.tag import (
+from rnnkit.text.metrics import iob1_to_iob2, is_chunk_tagset, span_f1, tag_accuracy
+from rnnkit.models.tag import (
     SequenceTagger,
     TaggedCorpus,
     TaggerConfig,
@@ -84,7 +84,7 @@ __all__ = [
 
 @dataclass
 class ClassifyTrainConfig(LoopConfig):
-    """Classifier hyperparameters (see :class:`rnnkit.classify.ClassifierConfig`) + the loop."""
+    """Classifier hyperparameters (see :class:`rnnkit.models.classify.ClassifierConfig`) + the loop."""
 
     cell: str = "lstm"
     embed: int = 100
@@ -116,7 +116,7 @@ class ClassifyTrainConfig(LoopConfig):
 
 @dataclass
 class TagTrainConfig(LoopConfig):
-    """Tagger hyperparameters (see :class:`rnnkit.tag.TaggerConfig`) + the loop."""
+    """Tagger hyperparameters (see :class:`rnnkit.models.tag.TaggerConfig`) + the loop."""
 
     cell: str = "lstm"
     embed: int = 100

@@ -1,8 +1,8 @@
 """Recurrent layers: the BPTT loop over time, padding masks, stacking and bidirectionality.
 
 ``RNN``, ``LSTM`` and ``GRU`` share the stacking, directions, masks and the matmuls outside the
-time loop (:class:`Recurrent`); each has its own compiled time loop in :mod:`rnnkit._kernels`,
-which does the arithmetic of its cell in :mod:`rnnkit.cells` (the one-step NumPy reference,
+time loop (:class:`Recurrent`); each has its own compiled time loop in :mod:`rnnkit.fast.loops`,
+which does the arithmetic of its cell in :mod:`rnnkit.engine.cells` (the one-step NumPy reference,
 finite-difference checked) for all steps without returning to Python. Parameters carry
 PyTorch's names, shapes and gate order, so ``state_dict()`` loads into ``torch.nn.LSTM`` and
 back.
@@ -25,17 +25,17 @@ How backpropagation through time is organised, per layer and direction:
                     gate math of each step, compiled; backward also sums the bias gradients
   after the loop:   dW_ih = dA^T X, dW_hh = dA^T H_prev, dX = dA W_ih   one matmul each
 The layer's states live in one buffer per layer, (T + 2, B, dirs*H) with the initial states
-at both ends (see :mod:`rnnkit._kernels`), so the output is a slice of it and H_prev of all
+at both ends (see :mod:`rnnkit.fast.loops`), so the output is a slice of it and H_prev of all
 steps is one strided matrix.
 
 Speed (issue 4, BENCHMARKS.md): float32 products run on rnnkit's own kernel
-(:mod:`rnnkit._gemm`), float64 ones through NumPy's BLAS. In float32 the work uses as many
+(:mod:`rnnkit.fast.gemm`), float64 ones through NumPy's BLAS. In float32 the work uses as many
 threads as NumPy's BLAS may (``threadpoolctl``, ``OPENBLAS_NUM_THREADS``,
 ``rnnkit --threads``): the time loops split the batch (rows are independent, so each thread
 runs its rows' whole recurrence with no synchronisation), and the large products split their
 output rows. Outputs do not depend on the thread count; bias gradients, which add per-thread
 partial sums, agree to rounding. Large per-call arrays (states, gates, their gradients,
-packed weights) come from :mod:`rnnkit._workspace`, memory reused between calls, so that a
+packed weights) come from :mod:`rnnkit.fast.workspace`, memory reused between calls, so that a
 training step does not page-fault its way through fresh memory each time;
 ``rnnkit.release_memory()`` hands the unused part back to the system.
 """
@@ -50,10 +50,10 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit import _workspace as ws
-from rnnkit.cells import gru_step_forward, lstm_step_forward, rnn_step_forward
-from rnnkit.module import Module
-from rnnkit.ops import ACTIVATIONS, dropout_backward, dropout_forward
+from rnnkit.fast import workspace as ws
+from rnnkit.engine.cells import gru_step_forward, lstm_step_forward, rnn_step_forward
+from rnnkit.engine.module import Module
+from rnnkit.engine.ops import ACTIVATIONS, dropout_backward, dropout_forward
 
 Array = np.ndarray
 State = Array | tuple[Array, Array]
@@ -66,14 +66,14 @@ def _as_generator(seed: int | np.random.Generator | None) -> np.random.Generator
 def _kernels() -> Any:
     """The compiled loops; numba is imported (and the loops compiled or loaded from its
     on-disk cache) on the first forward pass, so ``import rnnkit`` stays light."""
-    from rnnkit import _kernels as K
+    from rnnkit.fast import loops as K
 
     return K
 
 
 def _packed(K: Any, *mats: Array) -> Array:
     """The matrices side by side (their columns concatenated; all but the last a whole
-    number of panels wide) packed for the float32 kernel (rnnkit._gemm), once per call; an
+    number of panels wide) packed for the float32 kernel (rnnkit.fast.gemm), once per call; an
     empty array (the loops then call BLAS) in float64. Large ones are packed by all threads,
     a range of panels each (the weights come from memory: W_ih^T and W_hh^T at D = H = 512
     took 3 ms per call in one thread)."""
@@ -101,7 +101,7 @@ def _call_all(calls: list[Callable[[], object]]) -> None:
 
 def _w_hh_t(K: Any, w_hh: Array) -> Array:
     """W_hh^T, contiguous, for the loops' BLAS products (float64); in float32 the loops use
-    W_hh packed (rnnkit._gemm) and get an empty array instead of a transposed copy."""
+    W_hh packed (rnnkit.fast.gemm) and get an empty array instead of a transposed copy."""
     if w_hh.dtype == np.float32:
         return np.empty((0, 0), np.float32)
     return K.transpose(K.BLAS, np.ascontiguousarray(w_hh))
@@ -109,7 +109,7 @@ def _w_hh_t(K: Any, w_hh: Array) -> Array:
 
 def _copy(K: Any, a: Array, dtype: Any = None) -> Array:
     """A C-contiguous copy of a (cast to ``dtype`` if given), in reused memory
-    (rnnkit._workspace) when large; in float32, large ones are copied by all threads
+    (rnnkit.fast.workspace) when large; in float32, large ones are copied by all threads
     (NumPy's copy releases the GIL)."""
     out = ws.empty(a.shape, dtype or a.dtype)
     parts = _parts(K, a.shape[0], out.dtype) if a.size >= 1 << 20 else [slice(0, a.shape[0])]
@@ -169,7 +169,7 @@ def _product(
     trans_b: bool = False, bias: Array | float = 0.0,
 ) -> None:  # fmt: skip
     """c = beta c + op(a) @ op(b) (beta 0 or 1), plus ``bias`` (a row vector) when beta is 0:
-    rnnkit's float32 kernel (rnnkit._gemm; over row blocks in parallel when large), BLAS
+    rnnkit's float32 kernel (rnnkit.fast.gemm; over row blocks in parallel when large), BLAS
     for float64."""
     has_bias = not (np.isscalar(bias) and bias == 0)
     if c.dtype == np.float32 and c.strides[1] == c.itemsize and c.size > 0:
@@ -376,7 +376,7 @@ class Recurrent(Module):
     def _step_forward(
         self, xw: Array, prev: list[Array], p: dict[str, Array], w_hh_t: Array
     ) -> tuple[list[Array], Any]:
-        """One step with the NumPy cell of :mod:`rnnkit.cells` (diagnostics use it)."""
+        """One step with the NumPy cell of :mod:`rnnkit.engine.cells` (diagnostics use it)."""
         raise NotImplementedError
 
     def _loop_forward(
@@ -427,7 +427,7 @@ class Recurrent(Module):
         valid: Array,
         keep: bool,
     ) -> tuple[list[Array], Any]:
-        """xs (T, B, D) time-major; the states go to hbuf (see :mod:`rnnkit._kernels`)."""
+        """xs (T, B, D) time-major; the states go to hbuf (see :mod:`rnnkit.fast.loops`)."""
         T, B, D = xs.shape
         H = self.hidden_size
         reverse, col = bool(direction), direction * H

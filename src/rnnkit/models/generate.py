@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit import ops
-from rnnkit.layers import GRU, LSTM, RNN, Recurrent
-from rnnkit.module import ModelConfig, Module
+from rnnkit.engine import ops
+from rnnkit.engine.layers import GRU, LSTM, RNN, Recurrent
+from rnnkit.engine.module import ModelConfig, Module
 
 Array = np.ndarray
 StepFn = Callable[[Array, Any], tuple[Array, Any]]

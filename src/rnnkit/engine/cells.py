@@ -1,7 +1,7 @@
 """One time step of the vanilla RNN, the LSTM and the GRU, each a forward/backward pair.
 
-These are the reference implementation of the arithmetic: :mod:`rnnkit.layers` runs the same
-formulas for all time steps at once in the compiled loops of :mod:`rnnkit._kernels`
+These are the reference implementation of the arithmetic: :mod:`rnnkit.engine.layers` runs the same
+formulas for all time steps at once in the compiled loops of :mod:`rnnkit.fast.loops`
 (tests/test_kernels.py checks them against BPTT assembled from these functions), and the
 diagnostics step through them one step at a time.
 
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.ops import ACTIVATIONS, sigmoid
+from rnnkit.engine.ops import ACTIVATIONS, sigmoid
 
 Array = np.ndarray
 Peepholes = tuple[Array, Array, Array] | None

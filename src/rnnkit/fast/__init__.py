@@ -1,0 +1,1 @@
+"""The compiled engine (numba, llvmlite): placeholder, filled in below."""
