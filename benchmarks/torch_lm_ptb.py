@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from rnnkit.io import read_text
-from rnnkit.train.data import TBPTTStream, Vocab
+from rnnkit.text.vocab import Vocab
+from rnnkit.train.data import TBPTTStream
 
 
 class Model(torch.nn.Module):

@@ -66,7 +66,7 @@ def test_cooccurrence_counts_match_brute_force(symmetric, distance_weighting):
     corpus = Corpus.from_sentences([[f"w{t}" for t in s] for s in sents])
     vocab = Vocab.build(corpus, min_count=1)
     enc = vocab.encode(corpus)
-    ids = [[vocab.index[f"w{t}"] for t in s] for s in sents]
+    ids = [[vocab.stoi[f"w{t}"] for t in s] for s in sents]
     rows, cols, vals = cooccurrence(enc, len(vocab), 3, symmetric, distance_weighting, block=17)
     got = {(int(i), int(j)): float(v) for i, j, v in zip(rows, cols, vals, strict=True)}
     ref = _brute_cooc(ids, 3, symmetric, distance_weighting)

@@ -214,7 +214,7 @@ def test_skipgram_epochs_equal_numpy_replay():
     m = Word2Vec(dim=5, window=1, negative=1, sample=0, min_count=1, epochs=2, alpha=0.1,
                  min_alpha=0.02, seed=7)  # fmt: skip
     vocab = m.build_vocab(corpus)
-    a, b, z = (vocab.index[w] for w in "abz")
+    a, b, z = (vocab.stoi[w] for w in "abz")
     _noise_only(m, z)
     m.syn1neg[:] = np.random.default_rng(8).normal(scale=0.3, size=m.syn1neg.shape)
     e, theta = m.syn0.astype(np.float64), m.syn1neg.astype(np.float64)
@@ -240,7 +240,7 @@ def test_cbow_epoch_equals_numpy_replay():
     m = Word2Vec(method="cbow", dim=4, window=1, negative=1, sample=0, min_count=1, epochs=1,
                  alpha=0.2, seed=9)  # fmt: skip
     vocab = m.build_vocab(corpus)
-    a, b, c, z = (vocab.index[w] for w in "abcz")
+    a, b, c, z = (vocab.stoi[w] for w in "abcz")
     _noise_only(m, z)
     m.syn1neg[:] = np.random.default_rng(10).normal(scale=0.3, size=m.syn1neg.shape)
     e, theta = m.syn0.astype(np.float64), m.syn1neg.astype(np.float64)
@@ -267,7 +267,7 @@ def test_hierarchical_softmax_epoch_equals_numpy_replay():
     e, theta = m.syn0.astype(np.float64), m.syn1.astype(np.float64)
     pts, lbl, lens = m.points, m.hs_labels, m.codelens
     for sent in [["a", "b", "a", "c"], ["d", "a"]]:
-        ids = [vocab.index[w] for w in sent]
+        ids = [vocab.stoi[w] for w in sent]
         for i, c in enumerate(ids):
             for j in (i - 1, i + 1):
                 if 0 <= j < len(ids):

@@ -14,10 +14,10 @@ import torch
 
 import rnnkit.train.checkpoint as ckmod
 from rnnkit.io import RnnkitError
+from rnnkit.text.vocab import Vocab
 from rnnkit.train import (
     Adam,
     TBPTTStream,
-    Vocab,
     load_checkpoint,
     rng_from_state,
     rng_state,

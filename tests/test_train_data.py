@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from rnnkit.io import RnnkitError, read_text
-from rnnkit.train import TBPTTStream, Vocab, batchify
+from rnnkit.text.vocab import Vocab
+from rnnkit.train import TBPTTStream, batchify
 
 PTB = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"
 needs_ptb = pytest.mark.skipif(not (PTB / "ptb.train.txt").exists(), reason="PTB not present")

@@ -15,11 +15,12 @@ Example:
     0.0
 """
 
-from rnnkit.embeddings.corpus import Corpus, EncodedCorpus, Vocab
 from rnnkit.embeddings.glove import GloVe, GloVeConfig
 from rnnkit.embeddings.tsne import plot_tsne
 from rnnkit.embeddings.vectors import AnalogyEval, KeyedVectors, PairEval
 from rnnkit.embeddings.word2vec import Word2Vec, Word2VecConfig
+from rnnkit.text.corpus import Corpus, EncodedCorpus
+from rnnkit.text.vocab import Vocab
 
 __all__ = [
     "AnalogyEval",

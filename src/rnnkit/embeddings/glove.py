@@ -32,10 +32,11 @@ from typing import Any
 import numpy as np
 
 from rnnkit.embeddings._runtime import progress_bar, set_threads
-from rnnkit.embeddings.corpus import Corpus, EncodedCorpus, Vocab
 from rnnkit.embeddings.vectors import KeyedVectors
 from rnnkit.embeddings.word2vec import TrainStats
 from rnnkit.io import RnnkitError
+from rnnkit.text.corpus import Corpus, EncodedCorpus
+from rnnkit.text.vocab import Vocab
 
 
 def cooccurrence(

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rnnkit.embeddings.corpus import Corpus
 from rnnkit.embeddings.glove import GloVe
 from rnnkit.embeddings.vectors import AnalogyEval, KeyedVectors, PairEval
 from rnnkit.embeddings.word2vec import TrainStats, Word2Vec
 from rnnkit.io import RnnkitError
+from rnnkit.text.corpus import Corpus
 
 METHODS = ("skipgram", "cbow", "glove")
 

@@ -49,9 +49,10 @@ from typing import Any
 import numpy as np
 
 from rnnkit.embeddings._runtime import progress_bar, set_threads
-from rnnkit.embeddings.corpus import Corpus, EncodedCorpus, Vocab
 from rnnkit.embeddings.vectors import KeyedVectors
 from rnnkit.io import RnnkitError
+from rnnkit.text.corpus import Corpus, EncodedCorpus
+from rnnkit.text.vocab import Vocab
 
 # ---------------------------------------------------------------------------------------------
 # NumPy reference: forward/backward of the loss of one example, in float64 for gradcheck

@@ -42,7 +42,7 @@ from rnnkit.engine import ops
 from rnnkit.io import RnnkitError, read_lines
 from rnnkit.engine.layers import GRU, LSTM, RNN, Recurrent
 from rnnkit.engine.module import ModelConfig, Module
-from rnnkit.train.data import Vocab
+from rnnkit.text.vocab import Vocab
 
 Array = np.ndarray
 

@@ -37,7 +37,8 @@ from rnnkit.train.checkpoint import (
     set_rng_state,
 )
 from rnnkit.train.clip import clip_grad_norm, clip_grad_value, l2_penalty
-from rnnkit.train.data import TBPTTStream, Vocab
+from rnnkit.text.vocab import Vocab
+from rnnkit.train.data import TBPTTStream
 from rnnkit.train.loop import (
     OPTIMIZERS,
     MetricsLog,

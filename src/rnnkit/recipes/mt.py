@@ -44,7 +44,7 @@ import numpy as np
 from rnnkit.text.bleu import BLEUScore, corpus_bleu, tokenize_13a
 from rnnkit.io import RnnkitError, atomic_write, read_lines
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig, make_batch
-from rnnkit.train.data import Vocab
+from rnnkit.text.vocab import Vocab
 from rnnkit.train.loop import (
     LoopConfig,
     Task,

@@ -44,7 +44,7 @@ from rnnkit.models.qa import (
     split_stories,
     tokenize,
 )
-from rnnkit.train.data import Vocab
+from rnnkit.text.vocab import Vocab
 from rnnkit.train.loop import (
     LoopConfig,
     Task,

@@ -48,7 +48,7 @@ from rnnkit.models.tag import (
     make_tag_batch,
     normalize_word,
 )
-from rnnkit.train.data import Vocab
+from rnnkit.text.vocab import Vocab
 from rnnkit.train.loop import (
     LoopConfig,
     Task,

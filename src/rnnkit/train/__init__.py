@@ -1,5 +1,5 @@
 """Training machinery shared by every model: optimizers, schedules, clipping, penalties,
-vocabularies and truncated-BPTT streams, and checkpoints.
+truncated-BPTT streams, and checkpoints (vocabularies are :mod:`rnnkit.text.vocab`'s).
 
 Models meet this package through two dicts with the same keys and shapes: ``params``
 (name -> array, updated in place) and ``grads`` (accumulated by the model's backward).
@@ -30,7 +30,7 @@ from rnnkit.train.clip import (
     l1_penalty,
     l2_penalty,
 )
-from rnnkit.train.data import TBPTTStream, Vocab, batchify
+from rnnkit.train.data import TBPTTStream, batchify
 from rnnkit.train.optim import (
     SGD,
     Adagrad,
@@ -51,7 +51,6 @@ __all__ = [
     "ReduceLROnPlateau",
     "StepDecay",
     "TBPTTStream",
-    "Vocab",
     "batchify",
     "clip_grad_norm",
     "clip_grad_norm_per_tensor",
