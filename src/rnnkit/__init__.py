@@ -7,9 +7,19 @@
 (2, 5, 4)
 """
 
-from rnnkit.fast.workspace import release as release_memory
+from rnnkit.engine.backend import get_backend, set_backend
 from rnnkit.engine.gradcheck import gradcheck
 from rnnkit.engine.layers import GRU, LSTM, RNN, Recurrent
+from rnnkit.fast.workspace import release as release_memory
 
-__all__ = ["GRU", "LSTM", "RNN", "Recurrent", "gradcheck", "release_memory"]
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "Recurrent",
+    "get_backend",
+    "gradcheck",
+    "release_memory",
+    "set_backend",
+]
 __version__ = "0.1.0"

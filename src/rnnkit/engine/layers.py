@@ -1,11 +1,10 @@
-"""Recurrent layers: the BPTT loop over time, padding masks, stacking and bidirectionality.
+r"""Recurrent layers: stacking, directions, padding masks, and backpropagation through time.
 
-``RNN``, ``LSTM`` and ``GRU`` share the stacking, directions, masks and the matmuls outside the
-time loop (:class:`Recurrent`); each has its own compiled time loop in :mod:`rnnkit.fast.loops`,
-which does the arithmetic of its cell in :mod:`rnnkit.engine.cells` (the one-step NumPy reference,
-finite-difference checked) for all steps without returning to Python. Parameters carry
-PyTorch's names, shapes and gate order, so ``state_dict()`` loads into ``torch.nn.LSTM`` and
-back.
+This module is the reference engine: the loop over time of every layer is written out
+below in NumPy, over the one-step functions of :mod:`rnnkit.engine.cells`, forward beside
+backward. The compiled engine (:mod:`rnnkit.fast`) runs the same arithmetic faster; which one
+runs a layer is its ``backend`` (:mod:`rnnkit.engine.backend`). Parameters carry PyTorch's
+names, shapes and gate order, so ``state_dict()`` loads into ``torch.nn.LSTM`` and back.
 
 Contract (batch-first)::
 
@@ -18,40 +17,47 @@ With ``lengths`` (B,), steps t >= lengths[b] give zero output and leave b's stat
 so the final state is the state at each sequence's last valid step and the reverse
 direction starts there (PyTorch's packed-sequence semantics, without sorting).
 
-How backpropagation through time is organised, per layer and direction:
-  before the loop:  XW = X W_ih^T + b_ih (+ b_hh)          one (T*B, D) x (D, G*H) matmul
-                    (the float32 LSTM instead adds x_t W_ih^T inside each step's product)
-  in the loop:      the recurrent matmul (on W_hh packed once per call) and the pointwise
-                    gate math of each step, compiled; backward also sums the bias gradients
-  after the loop:   dW_ih = dA^T X, dW_hh = dA^T H_prev, dX = dA W_ih   one matmul each
-The layer's states live in one buffer per layer, (T + 2, B, dirs*H) with the initial states
-at both ends (see :mod:`rnnkit.fast.loops`), so the output is a slice of it and H_prev of all
-steps is one strided matrix.
+Backpropagation through time, for one direction of one layer (Werbos 1990; the notation of
+Goodfellow, Bengio & Courville 2016, section 10.2.2). The forward pass, for t = 1..T:
 
-Speed (issue 4, BENCHMARKS.md): float32 products run on rnnkit's own kernel
-(:mod:`rnnkit.fast.gemm`), float64 ones through NumPy's BLAS. In float32 the work uses as many
-threads as NumPy's BLAS may (``threadpoolctl``, ``OPENBLAS_NUM_THREADS``,
-``rnnkit --threads``): the time loops split the batch (rows are independent, so each thread
-runs its rows' whole recurrence with no synchronisation), and the large products split their
-output rows. Outputs do not depend on the thread count; bias gradients, which add per-thread
-partial sums, agree to rounding. Large per-call arrays (states, gates, their gradients,
-packed weights) come from :mod:`rnnkit.fast.workspace`, memory reused between calls, so that a
-training step does not page-fault its way through fresh memory each time;
-``rnnkit.release_memory()`` hands the unused part back to the system.
+    (1)  a_t = W_ih x_t + b + W_hh h_{t-1}          pre-activations of the G gates
+    (2)  s_t = cell(a_t, s_{t-1})                   the state s = h, or (h, c) for the LSTM
+
+and the loss L depends on every output h_t, directly (dout_t) and through s_{t+1}. Going
+backwards, t = T..1, the gradient reaching the state after step t is
+
+    (3)  dL/ds_t = dout_t + (dL/ds_{t+1}) (ds_{t+1}/ds_t)       (dL/ds_T: dstate, or 0)
+
+and the step's backward (the cell's chain rule) turns it into the gradient of the
+pre-activations da_t and the part that flows on to s_{t-1}. Since W_ih, W_hh and b are
+shared by all steps, their gradients are sums over steps, each one product over all T*B
+rows after the loop (X: every x_t stacked, H_prev: every h_{t-1} stacked):
+
+    (4)  dW_ih = sum_t da_t^T x_t = dA^T X       (5)  dW_hh = sum_t da_t^T h_{t-1} = dA^T H_prev
+    (6)  db = sum_t sum_rows da_t                (7)  dx_t = da_t W_ih
+
+Likewise the input projection W_ih x_t + b of (1) is one product over all steps before the
+loop. The states of a layer live in one array ``hbuf`` (T + 2, B, dirs*H): slot 0 holds the
+forward direction's initial state, slot t + 1 the state after step t (t = 0..T-1, both
+directions), slot T + 1 the reverse direction's initial state. So the output of the layer is
+``hbuf[1:T+1]``, and H_prev of (5) is ``hbuf[0:T]`` (forward) or ``hbuf[2:T+2]`` (reverse).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
-from functools import partial, reduce
 from typing import Any
 
 import numpy as np
 
-from rnnkit.fast import workspace as ws
-from rnnkit.engine.cells import gru_step_forward, lstm_step_forward, rnn_step_forward
+from rnnkit.engine import backend as _backend
+from rnnkit.engine.cells import (
+    gru_step_backward,
+    gru_step_forward,
+    lstm_step_backward,
+    lstm_step_forward,
+    rnn_step_backward,
+    rnn_step_forward,
+)
 from rnnkit.engine.module import Module
 from rnnkit.engine.ops import ACTIVATIONS, dropout_backward, dropout_forward
 
@@ -63,168 +69,151 @@ def _as_generator(seed: int | np.random.Generator | None) -> np.random.Generator
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
-def _kernels() -> Any:
-    """The compiled loops; numba is imported (and the loops compiled or loaded from its
-    on-disk cache) on the first forward pass, so ``import rnnkit`` stays light."""
-    from rnnkit.fast import loops as K
-
-    return K
+# --- the reference engine: one direction of one layer, in NumPy ------------------------------
 
 
-def _packed(K: Any, *mats: Array) -> Array:
-    """The matrices side by side (their columns concatenated; all but the last a whole
-    number of panels wide) packed for the float32 kernel (rnnkit.fast.gemm), once per call; an
-    empty array (the loops then call BLAS) in float64. Large ones are packed by all threads,
-    a range of panels each (the weights come from memory: W_ih^T and W_hh^T at D = H = 512
-    took 3 ms per call in one thread)."""
-    if mats[0].dtype != np.float32:
-        return K._g.EMPTY
-    nr = K._g.NR
-    widths = [K._g.packed_shape(m.shape)[0] for m in mats]
-    out = ws.empty((sum(widths), mats[0].shape[0], nr), np.float32)
-    jobs: list[list[Callable[[], object]]] = [[] for _ in range(K.blas_threads())]
-    first = 0
-    for m, panels in zip(mats, widths, strict=True):
-        big = m.size >= 1 << 18
-        for i, s in enumerate(_parts(K, panels, m.dtype) if big else [slice(0, panels)]):
-            cols = m[:, s.start * nr : s.stop * nr]
-            jobs[i].append(partial(K._g.pack_into, cols, out[first + s.start : first + s.stop]))
-        first += panels
-    _in_parallel([partial(_call_all, j) for j in jobs if j])
-    return out
+def direction_forward(
+    layer: Recurrent, p: dict[str, Array], xs: Array, hbuf: Array, direction: int,
+    init: list[Array], valid: Array, keep: bool,
+) -> tuple[list[Array], Any]:  # fmt: skip
+    """Run one direction of one layer over all steps; equations (1)-(2) of the module.
 
+    Args:
+        layer: the layer (its cell's step: :meth:`Recurrent.step_forward`).
+        p: the direction's parameters under their base names (``weight_ih``, ...).
+        xs: (T, B, D) the layer's input, time-major.
+        hbuf: (T + 2, B, dirs*H) (T + 1 with one direction): receives the initial state and
+            h_t in columns ``direction*H`` to ``direction*H + H`` (layout: module docstring).
+        direction: 0 forward, 1 reverse (steps T-1 down to 0).
+        init: the initial state, [h0] or [h0, c0], each (B, H).
+        valid: (T, B) uint8, 1 where step t of sequence b is real; (0, 0): no padding.
+        keep: return what backward needs (else None: inference).
 
-def _call_all(calls: list[Callable[[], object]]) -> None:
-    for c in calls:
-        c()
-
-
-def _w_hh_t(K: Any, w_hh: Array) -> Array:
-    """W_hh^T, contiguous, for the loops' BLAS products (float64); in float32 the loops use
-    W_hh packed (rnnkit.fast.gemm) and get an empty array instead of a transposed copy."""
-    if w_hh.dtype == np.float32:
-        return np.empty((0, 0), np.float32)
-    return K.transpose(K.BLAS, np.ascontiguousarray(w_hh))
-
-
-def _copy(K: Any, a: Array, dtype: Any = None) -> Array:
-    """A C-contiguous copy of a (cast to ``dtype`` if given), in reused memory
-    (rnnkit.fast.workspace) when large; in float32, large ones are copied by all threads
-    (NumPy's copy releases the GIL)."""
-    out = ws.empty(a.shape, dtype or a.dtype)
-    parts = _parts(K, a.shape[0], out.dtype) if a.size >= 1 << 20 else [slice(0, a.shape[0])]
-    _in_parallel([partial(np.copyto, out[s], a[s], casting="unsafe") for s in parts])
-    return out
-
-
-def _total(arrays: list[Array]) -> Array:
-    """The sum of per-thread partial sums."""
-    return reduce(np.add, arrays)
-
-
-_WORKERS: list[ThreadPoolExecutor] = []
-
-
-def _pin(cpu: int) -> None:
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {cpu})
-
-
-def _in_parallel(calls: list[Callable[[], object]]) -> None:
-    """Run the calls at the same time (they call compiled code that releases the GIL).
-
-    Each runs in a worker thread of its own, pinned to its own CPU where the system allows
-    (Linux), while this thread waits: measured on the 2-core machine, a worker woken after
-    a pause of 50 ms or more was often placed on the CPU of the thread that woke it, so the
-    two halves of the work shared one core for milliseconds (BENCHMARKS.md).
+    Returns:
+        The final state [h] or [h, c] (each (B, H)) and the cache for
+        :func:`direction_backward`.
     """
-    if len(calls) == 1:
-        calls[0]()
-        return
-    if len(_WORKERS) < len(calls):
-        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
-        for i in range(len(_WORKERS), len(calls)):
-            cpu = cpus[i % len(cpus)]
-            _WORKERS.append(
-                ThreadPoolExecutor(1, thread_name_prefix=f"rnnkit-{i}", initializer=_pin,
-                                   initargs=(cpu,))
-            )  # fmt: skip
-    futures = [w.submit(c) for w, c in zip(_WORKERS, calls, strict=False)]
-    wait(futures)  # all of them, even when one fails: they share arrays
-    for f in futures:
-        f.result()
+    T, B, D = xs.shape
+    H = layer.hidden_size
+    reverse, col = bool(direction), direction * H
+    hbuf[T + 1 if reverse else 0, :, col : col + H] = init[0]
+    # (1), input part, for all T steps at once: W_ih x_t + b   (T, B, G*H)
+    xw = (xs.reshape(T * B, D) @ p["weight_ih"].T + layer.input_bias(p)).reshape(T, B, -1)
+    state = list(init)
+    caches: list[Any] = [None] * T
+    for t in range(T - 1, -1, -1) if reverse else range(T):
+        # (1)-(2): the recurrent product and the cell's pointwise arithmetic
+        new, caches[t] = layer.step_forward(xw[t], state, p)
+        if valid.size:  # padding: a sequence past its end keeps its state
+            real = valid[t][:, None] != 0  # (B, 1)
+            new = [np.where(real, n, s) for n, s in zip(new, state, strict=True)]
+        state = new
+        hbuf[t + 1, :, col : col + H] = state[0]
+    return state, ((xs, hbuf, col, valid, reverse, caches) if keep else None)
 
 
-def _parts(K: Any, n: int, dtype: Any, align: int = 1) -> list[slice]:
-    """range(n) cut into one contiguous slice per thread (multiples of ``align`` but the
-    last): as many threads as NumPy's BLAS may use, in float32 (the float64 loops call BLAS
-    at each step and stay in one thread)."""
-    k = min(K.blas_threads(), max(n // align, 1)) if dtype == np.float32 else 1
-    bounds = [round(i * n / k / align) * align for i in range(k)] + [n]
-    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+def direction_backward(
+    layer: Recurrent, p: dict[str, Array], g: dict[str, Array], dout: Array,
+    dfinal: list[Array], cache: Any, dxs: Array, accumulate: bool, hid: Array,
+) -> list[Array]:  # fmt: skip
+    """Backpropagation through time for one direction of one layer; equations (3)-(7).
 
+    Args:
+        layer, p: as :func:`direction_forward`; g: the gradients under the same names,
+            added into.
+        dout: (T, B, dirs*H) the gradient of the layer's output (this direction's columns
+            are read; those of padding steps are ignored: padded outputs are constant zeros).
+        dfinal: the gradient of the final state, [dh] or [dh, dc], each (B, H).
+        cache: what :func:`direction_forward` returned.
+        dxs: (T, B, D) receives dL/dxs, or with ``accumulate`` has it added.
+        hid: (T, B, H) receives dL/dh_t, the total gradient reaching each step's state (for
+            diagnostics), or has 0 rows (not asked).
 
-def _product(
-    K: Any, a: Array, b: Array, beta: int, c: Array, trans_a: bool = False,
-    trans_b: bool = False, bias: Array | float = 0.0,
-) -> None:  # fmt: skip
-    """c = beta c + op(a) @ op(b) (beta 0 or 1), plus ``bias`` (a row vector) when beta is 0:
-    rnnkit's float32 kernel (rnnkit.fast.gemm; over row blocks in parallel when large), BLAS
-    for float64."""
-    has_bias = not (np.isscalar(bias) and bias == 0)
-    if c.dtype == np.float32 and c.strides[1] == c.itemsize and c.size > 0:
-        _product_packed(K, a.T if trans_a else a, _packed(K, b.T if trans_b else b), beta, c,
-                        bias if has_bias else None)  # fmt: skip
+    Returns:
+        The gradient of the initial state, [dh0] or [dh0, dc0].
+    """
+    xs, hbuf, col, valid, reverse, caches = cache
+    T, B, D = xs.shape
+    H = layer.hidden_size
+    G = layer.gates * H
+    dax = np.empty((T, B, G), layer.dtype)  # dL/d(input-side pre-activations) of every step
+    dah = None  # ... and of the recurrent side: dax itself but in the GRU (cells.py)
+    dstate = [d.astype(layer.dtype, copy=True) for d in dfinal]  # dL/ds_t, (3)
+    for t in range(T) if reverse else range(T - 1, -1, -1):
+        real = valid[t][:, None] != 0 if valid.size else None  # (B, 1), or no padding
+        # (3): the output h_t's own gradient joins what came back from step t + 1
+        d_out = dout[t, :, col : col + H]
+        dstate[0] = dstate[0] + (d_out if real is None else np.where(real, d_out, 0))
+        if hid.shape[0]:
+            hid[t] = dstate[0]
+        # padding steps pass dL/ds through unchanged and add nothing
+        dnew = dstate if real is None else [np.where(real, d, 0) for d in dstate]
+        dax_t, dah_t, dprev = layer.step_backward(dnew, caches[t], p, g)
+        if dah is None:
+            dah = dax if dah_t is dax_t else np.empty_like(dax)
+        dax[t], dah[t] = dax_t, dah_t
+        dstate = dprev if real is None else [
+            np.where(real, dp, d) for dp, d in zip(dprev, dstate, strict=True)
+        ]  # fmt: skip
+    # (4)-(7): the shared weights' gradients, one product each over all T*B rows
+    x2, dax2, dah2 = xs.reshape(T * B, D), dax.reshape(T * B, G), dah.reshape(T * B, G)
+    h_prev = (hbuf[2:] if reverse else hbuf[:T])[:, :, col : col + H]  # every h_{t-1}
+    g["weight_ih"] += dax2.T @ x2  # (4)
+    layer._add_weight_hh_grad(g["weight_hh"], dah2, h_prev.reshape(T * B, H), caches)  # (5)
+    if layer.bias:  # (6)
+        g["bias_ih"] += dax2.sum(axis=0)
+        g["bias_hh"] += dah2.sum(axis=0)
+    dx2 = dax2 @ p["weight_ih"]  # (7)
+    if accumulate:
+        dxs += dx2.reshape(T, B, D)
     else:
-        if has_bias:
-            c[...] = bias
-            beta = 1
-        K.gemm(K.BLAS, trans_a, trans_b, 1.0, a, b, float(beta), c)
+        dxs[...] = dx2.reshape(T, B, D)
+    return dstate
 
 
-def _product_packed(
-    K: Any, a: Array, packed: Array, beta: int, c: Array, bias: Array | None = None
-) -> None:
-    """c = beta c + a @ B (float32), B packed by :func:`_packed`, plus ``bias`` when given
-    (then beta is ignored: the kernel starts from the bias, no pass to fill c first)."""
-    M, n = c.shape
-    if bias is not None:
-        padded = K._g.pad_bias(np.broadcast_to(np.asarray(bias, c.dtype), (n,)))
-        beta = 2
-    else:
-        padded = K._g.NO_BIAS
-    # in parallel over row blocks when there is enough work (rows of the size of the
-    # products over all steps); never through BLAS, whose own threads would compete
-    parts = (
-        _parts(K, M, c.dtype, K._g.MR)
-        if M >= K._g.MIN_ROWS and M * n * a.shape[1] >= 1 << 22
-        else [slice(0, M)]
-    )
-    _in_parallel([
-        partial(K._g.gemm_packed, a, packed, n, beta, c, s.start, s.stop, padded) for s in parts
-    ])  # fmt: skip
+class NumpyEngine:
+    """The reference engine under the contract of :mod:`rnnkit.engine.backend`."""
+
+    name = "numpy"
+    direction_forward = staticmethod(direction_forward)
+    direction_backward = staticmethod(direction_backward)
+
+    @staticmethod
+    def empty(shape: tuple[int, ...], dtype: Any) -> Array:
+        return np.empty(shape, dtype)
+
+    @staticmethod
+    def copy(a: Array, dtype: Any = None) -> Array:
+        return np.ascontiguousarray(a, dtype=dtype or a.dtype)
+
+    @staticmethod
+    def layer_input(layer: Recurrent, x: Array, keep: bool) -> Array:
+        return np.ascontiguousarray(x.transpose(1, 0, 2))  # (T, B, D)
 
 
-def _gemm_into(K: Any, out: Array, a: Array, b: Array, trans_a: bool = False) -> None:
-    """out += op(a) @ b, accumulating in place (out is a gradient array)."""
-    if out.flags.c_contiguous:
-        _product(K, a, b, 1, out, trans_a=trans_a)
-    else:
-        out += (a.T if trans_a else a) @ b
+def _engine(name: str) -> Any:
+    if name == "numpy":
+        return NumpyEngine
+    from rnnkit import fast
+
+    return fast.engine()
+
+
+# --- the layers ----------------------------------------------------------------------------------
 
 
 class Recurrent(Module):
     """Base class of the recurrent layers: parameters, validation, stacking, directions.
 
-    Subclasses set ``mode`` and ``gates`` and implement ``_loop_forward`` /
-    ``_loop_backward`` (one direction of one layer, through the compiled loops) and
-    ``_step_forward`` (one step with the NumPy cell, for diagnostics).
+    Subclasses set ``mode`` and ``gates`` and implement one step of their cell,
+    :meth:`step_forward` and :meth:`step_backward` (the reference engine's loop calls them;
+    diagnostics may step a layer with them too). The loop over time itself is the engine's
+    (:func:`direction_forward` here, or the compiled one of :mod:`rnnkit.fast`).
     """
 
     mode = ""
     gates = 1
     n_states = 1  # 2 for the LSTM (h, c)
-    gate_slot = 0  # 1 where the compiled loop keeps gates in an extra slot (LSTM, GRU)
 
     def __init__(
         self,
@@ -238,6 +227,7 @@ class Recurrent(Module):
         seed: int | np.random.Generator | None = None,
         init_range: float | None = None,
         recurrent_init: str = "uniform",
+        backend: str | None = None,
     ) -> None:
         for name, v in (
             ("input_size", input_size),
@@ -255,6 +245,9 @@ class Recurrent(Module):
             raise ValueError(
                 f"recurrent_init: expected 'uniform' or 'orthogonal', got {recurrent_init!r}"
             )
+        # the engine of the time loops: "auto" | "numpy" | "compiled"; None follows the
+        # process default (rnnkit.engine.backend)
+        self.backend = None if backend is None else _backend.check(backend)
         self.input_size = int(input_size)
         self.hidden_size = H = int(hidden_size)
         self.num_layers = int(num_layers)
@@ -302,7 +295,8 @@ class Recurrent(Module):
         return (
             f"{type(self).__name__}({self.input_size}, {self.hidden_size}, "
             f"num_layers={self.num_layers}, bidirectional={self.bidirectional}, "
-            f"dropout={self.dropout}, bias={self.bias}, dtype={self.dtype.name})"
+            f"dropout={self.dropout}, bias={self.bias}, dtype={self.dtype.name}"
+            + (f", backend={self.backend!r})" if self.backend is not None else ")")
         )
 
     # --- validation ------------------------------------------------------------------------
@@ -361,145 +355,55 @@ class Recurrent(Module):
     def _pack_state(self, parts: list[Array]) -> State:
         return (parts[0], parts[1]) if self.n_states == 2 else parts[0]
 
-    # --- per-direction hooks (cells) ---------------------------------------------------------
+    # --- one step, the cell's (public: diagnostics step through a layer with these) ----------
 
-    def _input_bias(self, p: dict[str, Array]) -> Array | float:
-        """The bias folded into the input projection before the loop."""
-        if not self.bias:
-            return 0.0
-        return p["bias_ih"] + p["bias_hh"]
-
-    def _loop_input_bias(self, p: dict[str, Array]) -> Array | float:
-        """The bias the compiled loop expects folded into the input projection."""
-        return self._input_bias(p)
-
-    def _step_forward(
-        self, xw: Array, prev: list[Array], p: dict[str, Array], w_hh_t: Array
-    ) -> tuple[list[Array], Any]:
-        """One step with the NumPy cell of :mod:`rnnkit.engine.cells` (diagnostics use it)."""
-        raise NotImplementedError
-
-    def _loop_forward(
-        self, K: Any, xw: Array, hbuf: Array, col: int, init: list[Array],
-        p: dict[str, Array], valid: Array, reverse: bool, keep: bool,
-    ) -> tuple[list[Array], tuple[Any, ...]]:  # fmt: skip
-        """Runs the compiled forward loop; returns the final state and the cell's cache."""
-        raise NotImplementedError
-
-    def _loop_backward(
-        self, K: Any, dout: Array, dcol: int, dfinal: list[Array], cache: Any,
-        p: dict[str, Array], g: dict[str, Array], hid: Array,
-    ) -> tuple[Array, Array, list[Array], tuple[Array, Array]]:  # fmt: skip
-        """Runs the compiled backward loop; returns dax, dah (T, B, G), dinit and the
-        bias gradients (sums of dax and dah over steps and rows)."""
-        raise NotImplementedError
-
-    def _fuses_projection(self, batch: int) -> bool:
-        """Whether the compiled loop computes each step's input projection itself (the
-        float32 LSTM at batch >= 3) instead of one matmul over all steps before it."""
-        return False
-
-    def _joins_weight_grads(self, K: Any, dax: Array, dah: Array, D: int) -> bool:
-        """Whether dW_ih and dW_hh are one product: float32, one gradient of the
-        pre-activations for both, X a whole number of the kernel's panels wide, and at most
-        8 panels in all (measured: faster at D = H = 128 and 256, even at 512, where holding
-        X and H_prev packed at once raised the RNN's training memory by 15 MiB)."""
-        nr = K._g.NR
-        return (
-            dax is dah and dax.dtype == np.float32 and D % nr == 0
-            and D + self.hidden_size <= 8 * nr
-        )  # fmt: skip
-
-    def _weight_hh_grad(self, K: Any, dah2: Array, h_prev2: Array, cache: Any, gw: Array) -> None:
-        """dW_hh += sum_t dah_t^T h_{t-1}: one matmul over all T*B rows."""
-        _gemm_into(K, gw, dah2, h_prev2, trans_a=True)
-
-    # --- one direction of one layer ------------------------------------------------------------
-
-    def _direction_forward(
-        self,
-        K: Any,
-        xs: Array,
-        hbuf: Array,
-        direction: int,
-        init: list[Array],
-        p: dict[str, Array],
-        valid: Array,
-        keep: bool,
-    ) -> tuple[list[Array], Any]:
-        """xs (T, B, D) time-major; the states go to hbuf (see :mod:`rnnkit.fast.loops`)."""
-        T, B, D = xs.shape
-        H = self.hidden_size
-        reverse, col = bool(direction), direction * H
-        hbuf[T + 1 if reverse else 0, :, col : col + H] = init[0]
-        if self._fuses_projection(B):  # the loop projects each step's input itself
-            xw = ws.empty((T + 1 if keep else 0, B, self.gates * H), self.dtype)
-            own_input: tuple[Array, ...] = (xs,)
-        else:
-            # the input projection of all T steps: one matmul before the loop
-            # the LSTM and GRU loops write gates one slot away from their pre-activations
-            xw = ws.empty((T + self.gate_slot, B, self.gates * H), self.dtype)
-            proj = xw[:T] if reverse or not self.gate_slot else xw[1:]
-            w_ih = np.ascontiguousarray(p["weight_ih"])
-            _product(K, xs.reshape(T * B, D), w_ih, 0, proj.reshape(T * B, -1), trans_b=True,
-                     bias=self._loop_input_bias(p))  # fmt: skip
-            own_input = ()
-        final, cell_cache = self._loop_forward(K, xw, hbuf, col, init, p, valid, reverse, keep,
-                                               *own_input)  # fmt: skip
-        final = [hbuf[1 if reverse else T, :, col : col + H], *final]
-        return final, ((xs, hbuf, col, valid, reverse, cell_cache) if keep else None)
-
-    def _direction_backward(
-        self,
-        K: Any,
-        dout: Array,
-        dfinal: list[Array],
-        cache: Any,
-        p: dict[str, Array],
-        g: dict[str, Array],
-        dxs: Array,
-        accumulate: bool,
-        hid: Array,
-    ) -> list[Array]:
-        """dout (T, B, dirs*H): gradient of the layer's output. Adds dL/dxs into dxs."""
-        xs, hbuf, col, valid, reverse, cell_cache = cache
-        T, B, D = xs.shape
-        H = self.hidden_size
-        dax, dah, dinit, (dbx, dbh) = self._loop_backward(
-            K, dout, col, dfinal, (hbuf, col, valid, reverse, cell_cache), p, g, hid
-        )
-        # weight gradients of all T steps: one matmul each after the loop
-        G = dax.shape[-1]
-        x2, dax2, dah2 = xs.reshape(T * B, D), dax.reshape(T * B, G), dah.reshape(T * B, G)
-        # the previous state of every step: slots 0..T-1 (forward) or 2..T+1 (reverse)
-        h_prev = hbuf[2:] if reverse else hbuf[:T]
-        h_prev2 = h_prev.reshape(T * B, -1)[:, col : col + H]
-        if self._joins_weight_grads(K, dax, dah, D):
-            # [dW_ih | dW_hh] = dA^T [X | H_prev]: one product, which reads dA^T (a
-            # transposed operand, the slow side of the kernel) once for both; measured,
-            # (3200 x 512)^T @ (3200 x [128 | 128]): 9.0 ms against 9.8-10.1 as two
-            both = ws.empty((G, D + H), self.dtype)
-            _product_packed(K, dax2.T, _packed(K, x2, h_prev2), 0, both)
-            g["weight_ih"] += both[:, :D]
-            g["weight_hh"] += both[:, D:]
-        else:
-            _gemm_into(K, g["weight_ih"], dax2, x2, trans_a=True)
-            self._weight_hh_grad(K, dah2, h_prev2, cell_cache, g["weight_hh"])
-        if self.bias:  # summed over steps and rows inside the loop
-            g["bias_ih"] += dbx
-            g["bias_hh"] += dbh
-        w_ih = np.ascontiguousarray(p["weight_ih"])
-        _product(K, dax2, w_ih, int(accumulate), dxs.reshape(T * B, D))
-        return dinit
-
-    # --- the whole stack -----------------------------------------------------------------------
-
-    def _views(self, layer: int, direction: int) -> tuple[dict[str, Array], dict[str, Array]]:
-        """The parameters and gradients of one layer and direction, under their base names."""
+    def direction_params(
+        self, layer: int, direction: int = 0
+    ) -> tuple[dict[str, Array], dict[str, Array]]:
+        """The parameters and gradients of one layer and direction, under their base names
+        (``weight_ih``, ``weight_hh``, ``bias_ih``, ...): views, not copies."""
         sfx = self._suffix(layer, direction)
         p = {b: self.params[b + sfx] for b in self._bases if b + sfx in self.params}
         g = {b: self.grads[b + sfx] for b in p}
         return p, g
+
+    def input_bias(self, p: dict[str, Array]) -> Array | float:
+        """The bias added to the input projection: ``xw = W_ih x_t + input_bias(p)`` is what
+        :meth:`step_forward` takes (b_ih + b_hh; the GRU's b_hh stays inside its step)."""
+        if not self.bias:
+            return 0.0
+        return p["bias_ih"] + p["bias_hh"]
+
+    def step_forward(
+        self, xw: Array, state: list[Array], p: dict[str, Array]
+    ) -> tuple[list[Array], Any]:
+        """One step of the cell (:mod:`rnnkit.engine.cells`): ``xw`` (B, G*H) the input
+        projection W_ih x_t + :meth:`input_bias`, ``state`` [h] or [h, c] (each (B, H)).
+        Returns the new state and the step's cache (the cell's: e.g. the LSTM's gates)."""
+        raise NotImplementedError
+
+    def step_backward(
+        self, dstate: list[Array], cache: Any, p: dict[str, Array],
+        g: dict[str, Array] | None = None,
+    ) -> tuple[Array, Array, list[Array]]:  # fmt: skip
+        """The step's backward: ``dstate`` the gradient reaching the new state. Returns dax,
+        dah (B, G*H), the gradients of the input-side and recurrent-side pre-activations
+        (the same array but in the GRU), and the gradient of the previous state. Parameter
+        gradients that only the step can form (peepholes) are added into ``g`` if given."""
+        raise NotImplementedError
+
+    def _add_weight_hh_grad(
+        self, gw: Array, dah2: Array, h_prev2: Array, caches: list[Any]
+    ) -> None:
+        """(5): dW_hh += dA^T H_prev, one product over all T*B rows."""
+        gw += dah2.T @ h_prev2
+
+    # --- the whole stack -----------------------------------------------------------------------
+
+    def engine(self, x: Any = None) -> str:
+        """The engine that runs this layer: ``"numpy"`` or ``"compiled"`` (see
+        :mod:`rnnkit.engine.backend`; ``backend=None`` follows the process default)."""
+        return _backend.choose(self.backend, self, x)
 
     def forward(
         self,
@@ -529,11 +433,11 @@ class Recurrent(Module):
     def _forward(
         self, x: Any, state: Any, lengths: Any, training: bool, keep: bool
     ) -> tuple[Array, State, Any]:
-        K = _kernels()
         x = self._check_input(x)
         B, T, _ = x.shape
         lengths = self._check_lengths(lengths, B, T)
         init = self._check_state(state, B)
+        E = _engine(self.engine(x))
         mask = None
         valid = np.zeros((0, 0), np.uint8)  # no padding
         if lengths is not None:
@@ -541,26 +445,20 @@ class Recurrent(Module):
             mask = valid[:, :, None].astype(self.dtype)  # (T, B, 1): 1 valid, 0 padding
         dirs, H = self.num_directions, self.hidden_size
         finals = [np.empty(self._state_shape(B), self.dtype) for _ in range(self.n_states)]
-        if not keep and x.flags.c_contiguous and self._fuses_projection(B):
-            # inference with the loop projecting each step's input: it reads x_t in place, a
-            # (T, B, D) view (measured: the copy took 1.1 ms of the 65 of (64,100,256,256));
-            # the LSTM's loop gets x itself (one compiled loop for both layouts)
-            layer_in = x.transpose(1, 0, 2)
-        else:
-            layer_in = _copy(K, x.transpose(1, 0, 2))  # (T, B, D) time-major
+        layer_in = E.layer_input(self, x, keep)  # (T, B, D) time-major
         layer_caches = []
         for layer in range(self.num_layers):
             drop_cache = None
             if layer > 0 and self.dropout > 0:
                 layer_in, drop_cache = dropout_forward(layer_in, self.dropout, self.rng, training)
             # slot 0: forward initial state, 1..T: outputs, T+1: reverse initial state
-            hbuf = ws.empty((T + dirs, B, dirs * H), self.dtype)
+            hbuf = E.empty((T + dirs, B, dirs * H), self.dtype)
             dir_caches = []
             for d in range(dirs):
-                p, _ = self._views(layer, d)
+                p, _ = self.direction_params(layer, d)
                 idx = layer * dirs + d
-                final, c = self._direction_forward(
-                    K, layer_in, hbuf, d, [s[idx] for s in init], p, valid, keep
+                final, c = E.direction_forward(
+                    self, p, layer_in, hbuf, d, [s[idx] for s in init], valid, keep
                 )
                 for f, s in zip(finals, final, strict=True):
                     f[idx] = s
@@ -572,8 +470,8 @@ class Recurrent(Module):
             layer_in = out
         out_b = layer_in.transpose(1, 0, 2)  # (B, T, dirs*H), a view
         if keep:  # a copy, so that changing the output in place cannot corrupt the cache
-            out_b = _copy(K, out_b)
-        cache = (layer_caches, x.shape) if keep else None
+            out_b = E.copy(out_b)
+        cache = (E, layer_caches, x.shape) if keep else None
         return out_b, self._pack_state(finals), cache
 
     def backward(
@@ -583,7 +481,7 @@ class Recurrent(Module):
         dstate: Any = None,
         return_hidden_grads: bool = False,
     ) -> tuple[Array, State] | tuple[Array, State, Array]:
-        """Backpropagation through time.
+        """Backpropagation through time (by the engine that ran the forward pass).
 
         Args:
             dout: (B, T, dirs*H) gradient of the loss w.r.t. ``out``.
@@ -600,15 +498,14 @@ class Recurrent(Module):
             raise ValueError(
                 "cache: None (was the forward pass run with layer(...) for inference?)"
             )
-        K = _kernels()
-        layer_caches, (B, T, D) = cache
+        E, layer_caches, (B, T, D) = cache
         dirs, H = self.num_directions, self.hidden_size
         dout = np.asarray(dout)
         if dout.shape != (B, T, dirs * H):
             raise ValueError(f"dout: expected shape {(B, T, dirs * H)}, got {dout.shape}")
         dfinal = self._check_state(dstate, B)
         # (T, B, dirs*H); the loops ignore the gradient of padded outputs (constants)
-        d_out_tm = _copy(K, dout.transpose(1, 0, 2), self.dtype)
+        d_out_tm = E.copy(dout.transpose(1, 0, 2), self.dtype)
         dinit = [np.empty(self._state_shape(B), self.dtype) for _ in range(self.n_states)]
         hidden = (
             np.empty((self.num_layers * dirs, B, T, H), self.dtype) if return_hidden_grads else None
@@ -618,15 +515,16 @@ class Recurrent(Module):
             drop_cache, dir_caches = layer_caches[layer]
             d_in = None
             for d in range(dirs):
-                p, g = self._views(layer, d)
+                p, g = self.direction_params(layer, d)
                 idx = layer * dirs + d
                 if d_in is None:
                     xs = dir_caches[d][0]
-                    d_in = ws.empty(xs.shape, self.dtype)
-                hid = ws.empty((T, B, H), self.dtype) if hidden is not None else no_hidden
-                d0 = self._direction_backward(
-                    K, d_out_tm, [s[idx] for s in dfinal], dir_caches[d], p, g, d_in, d > 0, hid
-                )
+                    d_in = E.empty(xs.shape, self.dtype)
+                hid = E.empty((T, B, H), self.dtype) if hidden is not None else no_hidden
+                d0 = E.direction_backward(
+                    self, p, g, d_out_tm, [s[idx] for s in dfinal], dir_caches[d], d_in, d > 0,
+                    hid,
+                )  # fmt: skip
                 for di, s in zip(dinit, d0, strict=True):
                     di[idx] = s
                 if hidden is not None:
@@ -650,13 +548,16 @@ class RNN(Recurrent):
         seed: int or ``np.random.Generator`` for initialisation and dropout.
         init_range: weights ~ U(-a, a); default a = 1/sqrt(H) as PyTorch.
         recurrent_init: 'uniform' or 'orthogonal' (each gate block of W_hh orthogonal).
+        backend: the engine of the loop over time, 'auto', 'numpy' (the loop in this
+            module) or 'compiled' (:mod:`rnnkit.fast`); None: the process default
+            (:mod:`rnnkit.engine.backend`). Results agree to rounding.
 
     Inputs/outputs: see :class:`Recurrent` (``forward``, ``backward``, ``__call__``).
     Parameters: ``weight_ih_l{k}`` (H, D or dirs*H), ``weight_hh_l{k}`` (H, H),
     ``bias_ih_l{k}`` (H,), ``bias_hh_l{k}`` (H,), ``_reverse`` suffix for the reverse direction.
 
     Example:
-        >>> rnn = RNN(4, 5, num_layers=2, seed=0)
+        >>> rnn = RNN(4, 5, num_layers=2, seed=0, backend="numpy")
         >>> x = np.ones((2, 3, 4), np.float32)
         >>> out, h = rnn(x)
         >>> out.shape, h.shape
@@ -677,38 +578,13 @@ class RNN(Recurrent):
         self.nonlinearity = nonlinearity
         super().__init__(input_size, hidden_size, num_layers, **kwargs)
 
-    def _step_forward(self, xw, prev, p, w_hh_t):  # type: ignore[no-untyped-def]
-        h, c = rnn_step_forward(xw, prev[0], w_hh_t, self.nonlinearity)
-        return [h], c
+    def step_forward(self, xw, state, p):  # type: ignore[no-untyped-def]
+        h, cache = rnn_step_forward(xw, state[0], p["weight_hh"].T, self.nonlinearity)
+        return [h], cache
 
-    def _loop_forward(self, K, xw, hbuf, col, init, p, valid, reverse, keep):  # type: ignore[no-untyped-def]
-        w_hh_t = _w_hh_t(K, p["weight_hh"])  # (H, H)
-        code = K.ACT_CODES[self.nonlinearity]
-        wp = _packed(K, p["weight_hh"].T)
-        _in_parallel([
-            partial(K.rnn_forward, K.BLAS, xw, w_hh_t, wp, hbuf, col, reverse, valid, code,
-                    s.start, s.stop)
-            for s in _parts(K, xw.shape[1], self.dtype)
-        ])  # fmt: skip
-        return [], ()
-
-    def _loop_backward(self, K, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
-        hbuf, col, valid, reverse, _ = cache
-        T, B, _ = dout.shape
-        dh = dfinal[0].copy()  # (B, H), becomes dL/dh_init
-        da = ws.empty((T, B, self.hidden_size), self.dtype)
-        w_hh = np.ascontiguousarray(p["weight_hh"])
-        wp = _packed(K, w_hh)
-        code = K.ACT_CODES[self.nonlinearity]
-        parts = _parts(K, B, self.dtype)
-        dbs = [np.zeros(self.hidden_size, self.dtype) for _ in parts]  # one per thread
-        _in_parallel([
-            partial(K.rnn_backward, K.BLAS, hbuf, col, w_hh, wp, dout, dcol, dh, da, db, valid,
-                    reverse, code, hid, s.start, s.stop)
-            for s, db in zip(parts, dbs, strict=True)
-        ])  # fmt: skip
-        db = _total(dbs)
-        return da, da, [dh], (db, db)
+    def step_backward(self, dstate, cache, p, g=None):  # type: ignore[no-untyped-def]
+        da, dh_prev = rnn_step_backward(dstate[0], cache, p["weight_hh"])
+        return da, da, [dh_prev]
 
 
 class LSTM(Recurrent):
@@ -729,7 +605,7 @@ class LSTM(Recurrent):
     ``weight_hh_l{k}`` (4H, H), ``bias_ih_l{k}``, ``bias_hh_l{k}`` (4H,), gates i, f, g, o.
 
     Example:
-        >>> lstm = LSTM(4, 5, bidirectional=True, seed=0)
+        >>> lstm = LSTM(4, 5, bidirectional=True, seed=0, backend="numpy")
         >>> x = np.ones((2, 3, 4), np.float32)
         >>> out, (h, c) = lstm(x, lengths=np.array([3, 1]))
         >>> out.shape, h.shape, float(abs(out[1, 1:]).max())
@@ -738,7 +614,6 @@ class LSTM(Recurrent):
 
     mode = "LSTM"
     gates = 4
-    gate_slot = 1
     n_states = 2
 
     def __init__(
@@ -763,77 +638,19 @@ class LSTM(Recurrent):
     def _peep(self, p: dict[str, Array]) -> tuple[Array, Array, Array] | None:
         return (p["weight_ci"], p["weight_cf"], p["weight_co"]) if self.peepholes else None
 
-    def _step_forward(self, xw, prev, p, w_hh_t):  # type: ignore[no-untyped-def]
-        h, c, cache = lstm_step_forward(xw, prev[0], prev[1], w_hh_t, self._peep(p))
+    def step_forward(self, xw, state, p):  # type: ignore[no-untyped-def]
+        h, c, cache = lstm_step_forward(xw, state[0], state[1], p["weight_hh"].T, self._peep(p))
         return [h, c], cache
 
-    def _peep_rows(self, p: dict[str, Array]) -> Array:
-        """(3, H) rows w_ci, w_cf, w_co, or (0, H) without peepholes."""
-        if not self.peepholes:
-            return np.empty((0, self.hidden_size), self.dtype)
-        return np.stack([p["weight_ci"], p["weight_cf"], p["weight_co"]])
-
-    def _fuses_projection(self, batch: int) -> bool:
-        # measured: the projection's output (T*B*4H floats) no longer goes through memory;
-        # but each step then reads W_ih as well as W_hh, for few rows: at batch 1 the hoisted
-        # projection is faster ((1,1000,64,64) inference 1.37 vs 1.66 ms, (1,300,256,256)
-        # 5.8 vs 8.3), at batch 2-3 they are even, from 4 the fused one wins (BENCHMARKS.md)
-        return self.dtype == np.float32 and batch >= 3
-
-    def _loop_forward(self, K, xw, hbuf, col, init, p, valid, reverse, keep, xs=None):  # type: ignore[no-untyped-def]
-        T = xs.shape[0] if xs is not None else xw.shape[0] - 1
-        B = hbuf.shape[1]
-        H = self.hidden_size
-        w_hh_t = _w_hh_t(K, p["weight_hh"])  # (H, 4H)
-        if xs is not None:  # float32: the loop projects x_t itself
-            w_ih = np.ascontiguousarray(p["weight_ih"])
-            wp_ih = _packed(K, w_ih.T)  # (D, 4H)
-            bias = np.broadcast_to(np.asarray(self._loop_input_bias(p), self.dtype), (4 * H,))
-            pre = np.empty((B, 4 * H), self.dtype)
-            # inference hands the loop x (B, T, D) itself (see _forward): the loop reads
-            # x_t from it, with the same compiled code as the time-major copy
-            batch_first = not xs.flags.c_contiguous and xs.transpose(1, 0, 2).flags.c_contiguous
-            xs_arg = xs.transpose(1, 0, 2) if batch_first else xs
-            fused = (xs_arg, wp_ih, K._g.pad_bias(bias), pre, not init[0].any(), batch_first)
-        else:
-            empty = np.empty((0, 0, 0), self.dtype)
-            fused = (empty, K._g.EMPTY, K._g.NO_BIAS, np.empty((0, 4 * H), self.dtype), False,
-                     False)  # fmt: skip
-        # c_t; slot 0 (T reversed): c_init; in inference two slots in turn (slot s % 2)
-        slots = T + 1 if keep else 2
-        cbuf = ws.empty((slots, B, H), self.dtype)
-        cbuf[(T if reverse else 0) % slots] = init[1]
-        tcbuf = ws.empty((T if keep else 1, B, H), self.dtype)  # tanh(c_t), for backward
-        wp, peep = _packed(K, p["weight_hh"].T), self._peep_rows(p)
-        _in_parallel([
-            partial(K.lstm_forward, K.BLAS, xw, w_hh_t, wp, hbuf, col, cbuf, tcbuf, reverse,
-                    valid, peep, s.start, s.stop, *fused)
-            for s in _parts(K, B, self.dtype)
-        ])  # fmt: skip
-        gates = xw[1:] if reverse else xw[:T]  # (T, B, 4H): step t's gates at [t]
-        return [cbuf[(0 if reverse else T) % slots]], (gates, cbuf, tcbuf)
-
-    def _loop_backward(self, K, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
-        hbuf, col, valid, reverse, (gates, cbuf, tcbuf) = cache
-        dh, dc = dfinal[0].copy(), dfinal[1].copy()  # (B, H), become the initial state's grads
-        da = ws.empty(gates.shape, self.dtype)  # (T, B, 4H)
-        peep = self._peep_rows(p)
-        w_hh = np.ascontiguousarray(p["weight_hh"])
-        wp = _packed(K, w_hh)
-        parts = _parts(K, dh.shape[0], self.dtype)
-        dbs = [np.zeros(gates.shape[-1], self.dtype) for _ in parts]  # one per thread
-        dpeeps = [np.zeros_like(peep) for _ in parts]
-        _in_parallel([
-            partial(K.lstm_backward, K.BLAS, gates, cbuf, tcbuf, w_hh, wp, dout, dcol, dh, dc, da,
-                    db, valid, reverse, peep, dpeep, hid, s.start, s.stop)
-            for s, db, dpeep in zip(parts, dbs, dpeeps, strict=True)
-        ])  # fmt: skip
-        db, dpeep = _total(dbs), _total(dpeeps)
-        if self.peepholes:
+    def step_backward(self, dstate, cache, p, g=None):  # type: ignore[no-untyped-def]
+        da, dh_prev, dc_prev, dpeep = lstm_step_backward(
+            dstate[0], dstate[1], cache, p["weight_hh"], self._peep(p)
+        )
+        if g is not None and dpeep is not None:  # peepholes: dw_c* = sum over rows
             g["weight_ci"] += dpeep[0]
             g["weight_cf"] += dpeep[1]
             g["weight_co"] += dpeep[2]
-        return da, da, [dh, dc], (db, db)
+        return da, da, [dh_prev, dc_prev]
 
 
 class GRU(Recurrent):
@@ -850,7 +667,7 @@ class GRU(Recurrent):
     matmuls per step instead of one.
 
     Example:
-        >>> gru = GRU(4, 5, reset_after=False, seed=0)
+        >>> gru = GRU(4, 5, reset_after=False, seed=0, backend="numpy")
         >>> out, h = gru(np.ones((2, 3, 4), np.float32))
         >>> out.shape, h.shape
         ((2, 3, 5), (1, 2, 5))
@@ -858,7 +675,6 @@ class GRU(Recurrent):
 
     mode = "GRU"
     gates = 3
-    gate_slot = 1
 
     def __init__(
         self, input_size: int, hidden_size: int, num_layers: int = 1,
@@ -867,7 +683,8 @@ class GRU(Recurrent):
         self.reset_after = bool(reset_after)
         super().__init__(input_size, hidden_size, num_layers, **kwargs)
 
-    def _input_bias(self, p: dict[str, Array]) -> Array | float:
+    def input_bias(self, p: dict[str, Array]) -> Array | float:
+        # b_hh is applied inside the step (cells.gru_step_forward): b_hn sits inside r * (...)
         return p["bias_ih"] if self.bias else 0.0
 
     def _b_hh(self, p: dict[str, Array]) -> Array:
@@ -875,75 +692,23 @@ class GRU(Recurrent):
             return p["bias_hh"]
         return np.zeros(self.gates * self.hidden_size, self.dtype)
 
-    def _loop_input_bias(self, p: dict[str, Array]) -> Array | float:
-        # reset_after: b_hn stays inside r * (W_hn h + b_hn); textbook: all of b_hh folds
-        if not self.bias:
-            return 0.0
-        if not self.reset_after:
-            return p["bias_ih"] + p["bias_hh"]
-        b = p["bias_ih"].copy()
-        b[: 2 * self.hidden_size] += p["bias_hh"][: 2 * self.hidden_size]
-        return b
-
-    def _step_forward(self, xw, prev, p, w_hh_t):  # type: ignore[no-untyped-def]
-        h, cache = gru_step_forward(xw, prev[0], w_hh_t, self._b_hh(p), self.reset_after)
+    def step_forward(self, xw, state, p):  # type: ignore[no-untyped-def]
+        h, cache = gru_step_forward(xw, state[0], p["weight_hh"].T, self._b_hh(p), self.reset_after)
         return [h], cache
 
-    def _loop_forward(self, K, xw, hbuf, col, init, p, valid, reverse, keep):  # type: ignore[no-untyped-def]
-        T, B = xw.shape[0] - 1, xw.shape[1]
-        H = self.hidden_size
-        w_hh_t = _w_hh_t(K, p["weight_hh"])  # (H, 3H)
-        # reset_after: W_hn h_{t-1} + b_hn; textbook: r * h_{t-1}; kept for backward
-        aux = ws.empty((T if keep else 1, B, H), self.dtype)
-        gh = np.empty((B, 3 * H), self.dtype)  # scratch
-        b_hn = np.ascontiguousarray(self._b_hh(p)[2 * H :])
-        wp1, wp2 = self._packed_hh(K, p["weight_hh"])
-        _in_parallel([
-            partial(K.gru_forward, K.BLAS, xw, w_hh_t, wp1, wp2, b_hn, hbuf, col, aux, gh,
-                    reverse, valid, self.reset_after, s.start, s.stop)
-            for s in _parts(K, B, self.dtype)
-        ])  # fmt: skip
-        return [], (xw[1:] if reverse else xw[:T], aux)
+    def step_backward(self, dstate, cache, p, g=None):  # type: ignore[no-untyped-def]
+        dax, dah, dh_prev = gru_step_backward(dstate[0], cache, p["weight_hh"])
+        return dax, dah, [dh_prev]
 
-    def _loop_backward(self, K, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
-        hbuf, col, valid, reverse, (gates, aux) = cache
-        B, H = dfinal[0].shape
-        dh = dfinal[0].copy()  # (B, H), becomes dL/dh_init
-        dax = ws.empty(gates.shape, self.dtype)  # (T, B, 3H)
-        dah = ws.empty(gates.shape, self.dtype) if self.reset_after else dax
-        drec = np.empty((B, H), self.dtype)  # scratch
-        w_hh = np.ascontiguousarray(p["weight_hh"])
-        wp1, wp2 = self._packed_hh(K, w_hh, backward=True)
-        parts = _parts(K, B, self.dtype)
-        dbxs = [np.zeros(3 * H, self.dtype) for _ in parts]  # one per thread
-        dbhs = [np.zeros(3 * H, self.dtype) for _ in parts] if self.reset_after else dbxs
-        _in_parallel([
-            partial(K.gru_backward, K.BLAS, gates, hbuf, col, aux, w_hh, wp1, wp2, dout, dcol,
-                    dh, dax, dah, dbx, dbh, drec, valid, reverse, self.reset_after, hid, s.start,
-                    s.stop)
-            for s, dbx, dbh in zip(parts, dbxs, dbhs, strict=True)
-        ])  # fmt: skip
-        dbx = _total(dbxs)
-        dbh = _total(dbhs) if self.reset_after else dbx
-        return dax, dah, [dh], (dbx, dbh)
-
-    def _packed_hh(self, K: Any, w_hh: Array, backward: bool = False) -> tuple[Array, Array]:
-        """W_hh (3H, H) packed for the loops: whole (reset_after), or its r, z rows and its
-        n rows apart (textbook); transposed for the forward loop."""
-        H = self.hidden_size
-        parts = [w_hh] if self.reset_after else [w_hh[: 2 * H], w_hh[2 * H :]]
-        packed = [_packed(K, w if backward else w.T) for w in parts]
-        return packed[0], packed[1] if len(packed) > 1 else K._g.EMPTY
-
-    def _joins_weight_grads(self, K: Any, dax: Array, dah: Array, D: int) -> bool:
-        return False  # the textbook form's W_hn multiplies r * h_{t-1}, not h_{t-1}
-
-    def _weight_hh_grad(self, K: Any, dah2: Array, h_prev2: Array, cache: Any, gw: Array) -> None:
+    def _add_weight_hh_grad(
+        self, gw: Array, dah2: Array, h_prev2: Array, caches: list[Any]
+    ) -> None:
         if self.reset_after:
-            super()._weight_hh_grad(K, dah2, h_prev2, cache, gw)
+            super()._add_weight_hh_grad(gw, dah2, h_prev2, caches)
             return
-        # textbook form: the n rows of W_hh multiply r * h_{t-1}, not h_{t-1}
+        # the textbook form: the n rows of W_hh multiply r * h_{t-1} (cached as rec_in),
+        # the r and z rows h_{t-1}
         H = self.hidden_size
-        rec_in = cache[1].reshape(-1, H)  # (T*B, H)
-        _gemm_into(K, gw[: 2 * H], dah2[:, : 2 * H], h_prev2, trans_a=True)
-        _gemm_into(K, gw[2 * H :], dah2[:, 2 * H :], rec_in, trans_a=True)
+        rec_in = np.concatenate([c[5] for c in caches])  # (T*B, H), steps in order
+        gw[: 2 * H] += dah2[:, : 2 * H].T @ h_prev2
+        gw[2 * H :] += dah2[:, 2 * H :].T @ rec_in

@@ -22,8 +22,8 @@ Also here, for the float32 LSTM: :func:`gemm_packed2` (a step's b + x_t W_ih^T +
 one pass), its pointwise steps forward and backward on whole vectors (:func:`lstm_cell`,
 :func:`lstm_cell_backward`), and :func:`lstm_step`, the product and the forward pointwise
 step together, block by block, where H is a whole number of panels. The layers call these from
-:mod:`rnnkit.fast.loops` and :mod:`rnnkit.engine.layers`; tests/test_gemm.py checks them against NumPy
-and torch.
+:mod:`rnnkit.fast.loops` and :mod:`rnnkit.fast.recurrent`; tests/test_gemm.py checks them
+against NumPy and torch.
 
 For whoever edits this file: numba's on-disk cache of a function is invalidated by changes to
 its own file only, and the loops of rnnkit.fast.loops compile these functions into themselves;

@@ -1,4 +1,4 @@
-"""Compiled BPTT loops (numba) behind :mod:`rnnkit.engine.layers`. Imported lazily on the first call.
+"""Compiled BPTT loops (numba) behind :mod:`rnnkit.fast.recurrent`, one per cell and direction.
 
 The arithmetic is that of :mod:`rnnkit.engine.cells` (the NumPy reference, one step at a time);
 here the whole time loop of one layer and direction runs in one compiled function, so a step

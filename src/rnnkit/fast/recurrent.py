@@ -1,0 +1,476 @@
+"""The compiled engine's side of the recurrent layers: one direction of one layer at a time.
+
+:mod:`rnnkit.engine.layers` owns the parameters, the checks, stacking, dropout and masks, and
+hands each direction of each layer to an engine through five functions (the contract of
+:mod:`rnnkit.engine.backend`): :func:`empty`, :func:`copy`, :func:`layer_input`,
+:func:`direction_forward` and :func:`direction_backward`. This module is that engine for
+compiled code; the NumPy engine beside the layers is the reference it is tested against.
+
+Per layer and direction it does what the NumPy engine does, in the same order:
+
+  before the loop:  XW = X W_ih^T + biases              one (T*B, D) x (D, G*H) product
+                    (the float32 LSTM at batch >= 3 instead adds x_t W_ih^T inside each
+                    step's product: see :func:`fuses_projection`)
+  in the loop:      each step's recurrent product and its pointwise gate arithmetic, in one
+                    compiled function per cell (:mod:`rnnkit.fast.loops`); backward also
+                    sums the bias gradients
+  after the loop:   dW_ih = dA^T X, dW_hh = dA^T H_prev, dX = dA W_ih, one product each
+
+float32 products run on rnnkit's own kernel (:mod:`rnnkit.fast.gemm`, on weights packed once
+per call), float64 ones through NumPy's BLAS. In float32 the work uses as many threads as
+NumPy's BLAS may (``threadpoolctl``, ``OPENBLAS_NUM_THREADS``, ``rnnkit --threads``): the time
+loops split the batch (rows are independent, so each thread runs its rows' whole recurrence
+with no synchronisation), the large products split their output rows. Outputs do not depend
+on the thread count; bias gradients, which add per-thread partial sums, agree to rounding.
+Large per-call arrays come from :mod:`rnnkit.fast.workspace`, memory reused between calls.
+Why each of these choices was made, with measurements: BENCHMARKS.md.
+
+The layer is read through its public attributes only (``mode``, ``hidden_size``, ``dtype``,
+``bias``, ``gates``, ``nonlinearity``, ``peepholes``, ``reset_after``); nothing here imports
+the engine above it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial, reduce
+from typing import Any
+
+import numpy as np
+
+from rnnkit.fast import gemm as _g
+from rnnkit.fast import loops as K
+from rnnkit.fast import workspace as ws
+
+Array = np.ndarray
+name = "compiled"
+empty = ws.empty
+
+# --- threads and products ------------------------------------------------------------------
+
+
+def _packed(*mats: Array) -> Array:
+    """The matrices side by side (their columns concatenated; all but the last a whole
+    number of panels wide) packed for the float32 kernel (rnnkit.fast.gemm), once per call;
+    an empty array (the loops then call BLAS) in float64. Large ones are packed by all
+    threads, a range of panels each (the weights come from memory)."""
+    if mats[0].dtype != np.float32:
+        return _g.EMPTY
+    nr = _g.NR
+    widths = [_g.packed_shape(m.shape)[0] for m in mats]
+    out = ws.empty((sum(widths), mats[0].shape[0], nr), np.float32)
+    jobs: list[list[Callable[[], object]]] = [[] for _ in range(K.blas_threads())]
+    first = 0
+    for m, panels in zip(mats, widths, strict=True):
+        big = m.size >= 1 << 18
+        for i, s in enumerate(_parts(panels, m.dtype) if big else [slice(0, panels)]):
+            cols = m[:, s.start * nr : s.stop * nr]
+            jobs[i].append(partial(_g.pack_into, cols, out[first + s.start : first + s.stop]))
+        first += panels
+    _in_parallel([partial(_call_all, j) for j in jobs if j])
+    return out
+
+
+def _call_all(calls: list[Callable[[], object]]) -> None:
+    for c in calls:
+        c()
+
+
+def _w_hh_t(w_hh: Array) -> Array:
+    """W_hh^T, contiguous, for the loops' BLAS products (float64); in float32 the loops use
+    W_hh packed (rnnkit.fast.gemm) and get an empty array instead of a transposed copy."""
+    if w_hh.dtype == np.float32:
+        return np.empty((0, 0), np.float32)
+    return K.transpose(K.BLAS, np.ascontiguousarray(w_hh))
+
+
+def copy(a: Array, dtype: Any = None) -> Array:
+    """A C-contiguous copy of a (cast to ``dtype`` if given), in reused memory
+    (rnnkit.fast.workspace) when large; in float32, large ones are copied by all threads
+    (NumPy's copy releases the GIL)."""
+    out = ws.empty(a.shape, dtype or a.dtype)
+    parts = _parts(a.shape[0], out.dtype) if a.size >= 1 << 20 else [slice(0, a.shape[0])]
+    _in_parallel([partial(np.copyto, out[s], a[s], casting="unsafe") for s in parts])
+    return out
+
+
+def _total(arrays: list[Array]) -> Array:
+    """The sum of per-thread partial sums."""
+    return reduce(np.add, arrays)
+
+
+_WORKERS: list[ThreadPoolExecutor] = []
+
+
+def _pin(cpu: int) -> None:
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {cpu})
+
+
+def _in_parallel(calls: list[Callable[[], object]]) -> None:
+    """Run the calls at the same time (they call compiled code that releases the GIL).
+
+    Each runs in a worker thread of its own, pinned to its own CPU where the system allows
+    (Linux), while this thread waits: a worker woken after a pause was often placed on the
+    CPU of the thread that woke it, so the two halves of the work shared one core
+    (BENCHMARKS.md, session 6).
+    """
+    if len(calls) == 1:
+        calls[0]()
+        return
+    if len(_WORKERS) < len(calls):
+        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+        for i in range(len(_WORKERS), len(calls)):
+            cpu = cpus[i % len(cpus)]
+            _WORKERS.append(
+                ThreadPoolExecutor(1, thread_name_prefix=f"rnnkit-{i}", initializer=_pin,
+                                   initargs=(cpu,))
+            )  # fmt: skip
+    futures = [w.submit(c) for w, c in zip(_WORKERS, calls, strict=False)]
+    wait(futures)  # all of them, even when one fails: they share arrays
+    for f in futures:
+        f.result()
+
+
+def _parts(n: int, dtype: Any, align: int = 1) -> list[slice]:
+    """range(n) cut into one contiguous slice per thread (multiples of ``align`` but the
+    last): as many threads as NumPy's BLAS may use, in float32 (the float64 loops call BLAS
+    at each step and stay in one thread)."""
+    k = min(K.blas_threads(), max(n // align, 1)) if dtype == np.float32 else 1
+    bounds = [round(i * n / k / align) * align for i in range(k)] + [n]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _product(
+    a: Array, b: Array, beta: int, c: Array, trans_a: bool = False, trans_b: bool = False,
+    bias: Array | float = 0.0,
+) -> None:  # fmt: skip
+    """c = beta c + op(a) @ op(b) (beta 0 or 1), plus ``bias`` (a row vector) when beta is 0:
+    rnnkit's float32 kernel (rnnkit.fast.gemm; over row blocks in parallel when large), BLAS
+    for float64."""
+    has_bias = not (np.isscalar(bias) and bias == 0)
+    if c.dtype == np.float32 and c.strides[1] == c.itemsize and c.size > 0:
+        _product_packed(a.T if trans_a else a, _packed(b.T if trans_b else b), beta, c,
+                        bias if has_bias else None)  # fmt: skip
+    else:
+        if has_bias:
+            c[...] = bias
+            beta = 1
+        K.gemm(K.BLAS, trans_a, trans_b, 1.0, a, b, float(beta), c)
+
+
+def _product_packed(
+    a: Array, packed: Array, beta: int, c: Array, bias: Array | None = None
+) -> None:
+    """c = beta c + a @ B (float32), B packed by :func:`_packed`, plus ``bias`` when given
+    (then beta is ignored: the kernel starts from the bias, no pass to fill c first)."""
+    M, n = c.shape
+    if bias is not None:
+        padded = _g.pad_bias(np.broadcast_to(np.asarray(bias, c.dtype), (n,)))
+        beta = 2
+    else:
+        padded = _g.NO_BIAS
+    # in parallel over row blocks when there is enough work (rows of the size of the
+    # products over all steps); never through BLAS, whose own threads would compete
+    parts = (
+        _parts(M, c.dtype, _g.MR)
+        if M >= _g.MIN_ROWS and M * n * a.shape[1] >= 1 << 22
+        else [slice(0, M)]
+    )
+    _in_parallel([
+        partial(_g.gemm_packed, a, packed, n, beta, c, s.start, s.stop, padded) for s in parts
+    ])  # fmt: skip
+
+
+def _gemm_into(out: Array, a: Array, b: Array, trans_a: bool = False) -> None:
+    """out += op(a) @ b, accumulating in place (out is a gradient array)."""
+    if out.flags.c_contiguous:
+        _product(a, b, 1, out, trans_a=trans_a)
+    else:
+        out += (a.T if trans_a else a) @ b
+
+
+# --- what differs between the cells ------------------------------------------------------------
+
+
+def _loop_input_bias(layer: Any, p: dict[str, Array]) -> Array | float:
+    """The bias folded into the input projection before the loop: b_ih + b_hh, except the
+    GRU's b_hn, which stays inside r * (W_hn h + b_hn) in the PyTorch form."""
+    if not layer.bias:
+        return 0.0
+    if layer.mode != "GRU" or not layer.reset_after:
+        return p["bias_ih"] + p["bias_hh"]
+    b = p["bias_ih"].copy()
+    b[: 2 * layer.hidden_size] += p["bias_hh"][: 2 * layer.hidden_size]
+    return b
+
+
+def _gate_slot(layer: Any) -> int:
+    """1 where the loop writes each step's gates one slot away from its pre-activations
+    (LSTM, GRU: see rnnkit.fast.loops._gate_slots), else 0."""
+    return 0 if layer.mode == "RNN" else 1
+
+
+def fuses_projection(layer: Any, batch: int) -> bool:
+    """Whether the loop computes each step's input projection itself instead of one product
+    over all steps before it: the float32 LSTM at batch >= 3. The projection's output then
+    never goes through memory, but each step reads W_ih as well as W_hh for few rows; at
+    batch 1-2 the hoisted projection is as fast or faster (BENCHMARKS.md, session 7)."""
+    return layer.mode == "LSTM" and layer.dtype == np.float32 and batch >= 3
+
+
+def _joins_weight_grads(layer: Any, dax: Array, dah: Array, D: int) -> bool:
+    """Whether dW_ih and dW_hh are one product: float32, one gradient of the
+    pre-activations for both (not the GRU's two), X a whole number of the kernel's panels
+    wide, and at most 8 panels in all (BENCHMARKS.md, session 7). Never the GRU: in its
+    textbook form W_hn multiplies r * h_{t-1}, not h_{t-1}."""
+    nr = _g.NR
+    return (
+        layer.mode != "GRU" and dax is dah and dax.dtype == np.float32 and D % nr == 0
+        and D + layer.hidden_size <= 8 * nr
+    )  # fmt: skip
+
+
+def _peep_rows(layer: Any, p: dict[str, Array]) -> Array:
+    """(3, H) rows w_ci, w_cf, w_co, or (0, H) without peepholes."""
+    if not getattr(layer, "peepholes", False):
+        return np.empty((0, layer.hidden_size), layer.dtype)
+    return np.stack([p["weight_ci"], p["weight_cf"], p["weight_co"]])
+
+
+def _gru_b_hh(layer: Any, p: dict[str, Array]) -> Array:
+    if layer.bias:
+        return p["bias_hh"]
+    return np.zeros(3 * layer.hidden_size, layer.dtype)
+
+
+def _gru_packed_hh(layer: Any, w_hh: Array, backward: bool = False) -> tuple[Array, Array]:
+    """W_hh (3H, H) packed for the loops: whole (reset_after), or its r, z rows and its
+    n rows apart (textbook); transposed for the forward loop."""
+    H = layer.hidden_size
+    parts = [w_hh] if layer.reset_after else [w_hh[: 2 * H], w_hh[2 * H :]]
+    packed = [_packed(w if backward else w.T) for w in parts]
+    return packed[0], packed[1] if len(packed) > 1 else _g.EMPTY
+
+
+# --- the loops of each cell ------------------------------------------------------------------
+
+
+def _rnn_loop_forward(layer, xw, hbuf, col, init, p, valid, reverse, keep):  # type: ignore[no-untyped-def]
+    w_hh_t = _w_hh_t(p["weight_hh"])  # (H, H)
+    code = K.ACT_CODES[layer.nonlinearity]
+    wp = _packed(p["weight_hh"].T)
+    _in_parallel([
+        partial(K.rnn_forward, K.BLAS, xw, w_hh_t, wp, hbuf, col, reverse, valid, code,
+                s.start, s.stop)
+        for s in _parts(xw.shape[1], layer.dtype)
+    ])  # fmt: skip
+    return [], ()
+
+
+def _rnn_loop_backward(layer, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
+    hbuf, col, valid, reverse, _ = cache
+    T, B, _ = dout.shape
+    dh = dfinal[0].copy()  # (B, H), becomes dL/dh_init
+    da = ws.empty((T, B, layer.hidden_size), layer.dtype)
+    w_hh = np.ascontiguousarray(p["weight_hh"])
+    wp = _packed(w_hh)
+    code = K.ACT_CODES[layer.nonlinearity]
+    parts = _parts(B, layer.dtype)
+    dbs = [np.zeros(layer.hidden_size, layer.dtype) for _ in parts]  # one per thread
+    _in_parallel([
+        partial(K.rnn_backward, K.BLAS, hbuf, col, w_hh, wp, dout, dcol, dh, da, db, valid,
+                reverse, code, hid, s.start, s.stop)
+        for s, db in zip(parts, dbs, strict=True)
+    ])  # fmt: skip
+    db = _total(dbs)
+    return da, da, [dh], (db, db)
+
+
+def _lstm_loop_forward(layer, xw, hbuf, col, init, p, valid, reverse, keep, xs=None):  # type: ignore[no-untyped-def]
+    T = xs.shape[0] if xs is not None else xw.shape[0] - 1
+    B = hbuf.shape[1]
+    H = layer.hidden_size
+    w_hh_t = _w_hh_t(p["weight_hh"])  # (H, 4H)
+    if xs is not None:  # float32: the loop projects x_t itself
+        w_ih = np.ascontiguousarray(p["weight_ih"])
+        wp_ih = _packed(w_ih.T)  # (D, 4H)
+        bias = np.broadcast_to(np.asarray(_loop_input_bias(layer, p), layer.dtype), (4 * H,))
+        pre = np.empty((B, 4 * H), layer.dtype)
+        # inference hands the loop x (B, T, D) itself (see layer_input): the loop reads
+        # x_t from it, with the same compiled code as the time-major copy
+        batch_first = not xs.flags.c_contiguous and xs.transpose(1, 0, 2).flags.c_contiguous
+        xs_arg = xs.transpose(1, 0, 2) if batch_first else xs
+        fused = (xs_arg, wp_ih, _g.pad_bias(bias), pre, not init[0].any(), batch_first)
+    else:
+        empty3 = np.empty((0, 0, 0), layer.dtype)
+        fused = (empty3, _g.EMPTY, _g.NO_BIAS, np.empty((0, 4 * H), layer.dtype), False,
+                 False)  # fmt: skip
+    # c_t; slot 0 (T reversed): c_init; in inference two slots in turn (slot s % 2)
+    slots = T + 1 if keep else 2
+    cbuf = ws.empty((slots, B, H), layer.dtype)
+    cbuf[(T if reverse else 0) % slots] = init[1]
+    tcbuf = ws.empty((T if keep else 1, B, H), layer.dtype)  # tanh(c_t), for backward
+    wp, peep = _packed(p["weight_hh"].T), _peep_rows(layer, p)
+    _in_parallel([
+        partial(K.lstm_forward, K.BLAS, xw, w_hh_t, wp, hbuf, col, cbuf, tcbuf, reverse,
+                valid, peep, s.start, s.stop, *fused)
+        for s in _parts(B, layer.dtype)
+    ])  # fmt: skip
+    gates = xw[1:] if reverse else xw[:T]  # (T, B, 4H): step t's gates at [t]
+    return [cbuf[(0 if reverse else T) % slots]], (gates, cbuf, tcbuf)
+
+
+def _lstm_loop_backward(layer, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
+    hbuf, col, valid, reverse, (gates, cbuf, tcbuf) = cache
+    dh, dc = dfinal[0].copy(), dfinal[1].copy()  # (B, H), become the initial state's grads
+    da = ws.empty(gates.shape, layer.dtype)  # (T, B, 4H)
+    peep = _peep_rows(layer, p)
+    w_hh = np.ascontiguousarray(p["weight_hh"])
+    wp = _packed(w_hh)
+    parts = _parts(dh.shape[0], layer.dtype)
+    dbs = [np.zeros(gates.shape[-1], layer.dtype) for _ in parts]  # one per thread
+    dpeeps = [np.zeros_like(peep) for _ in parts]
+    _in_parallel([
+        partial(K.lstm_backward, K.BLAS, gates, cbuf, tcbuf, w_hh, wp, dout, dcol, dh, dc, da,
+                db, valid, reverse, peep, dpeep, hid, s.start, s.stop)
+        for s, db, dpeep in zip(parts, dbs, dpeeps, strict=True)
+    ])  # fmt: skip
+    db, dpeep = _total(dbs), _total(dpeeps)
+    if layer.peepholes:
+        g["weight_ci"] += dpeep[0]
+        g["weight_cf"] += dpeep[1]
+        g["weight_co"] += dpeep[2]
+    return da, da, [dh, dc], (db, db)
+
+
+def _gru_loop_forward(layer, xw, hbuf, col, init, p, valid, reverse, keep):  # type: ignore[no-untyped-def]
+    T, B = xw.shape[0] - 1, xw.shape[1]
+    H = layer.hidden_size
+    w_hh_t = _w_hh_t(p["weight_hh"])  # (H, 3H)
+    # reset_after: W_hn h_{t-1} + b_hn; textbook: r * h_{t-1}; kept for backward
+    aux = ws.empty((T if keep else 1, B, H), layer.dtype)
+    gh = np.empty((B, 3 * H), layer.dtype)  # scratch
+    b_hn = np.ascontiguousarray(_gru_b_hh(layer, p)[2 * H :])
+    wp1, wp2 = _gru_packed_hh(layer, p["weight_hh"])
+    _in_parallel([
+        partial(K.gru_forward, K.BLAS, xw, w_hh_t, wp1, wp2, b_hn, hbuf, col, aux, gh,
+                reverse, valid, layer.reset_after, s.start, s.stop)
+        for s in _parts(B, layer.dtype)
+    ])  # fmt: skip
+    return [], (xw[1:] if reverse else xw[:T], aux)
+
+
+def _gru_loop_backward(layer, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
+    hbuf, col, valid, reverse, (gates, aux) = cache
+    B, H = dfinal[0].shape
+    dh = dfinal[0].copy()  # (B, H), becomes dL/dh_init
+    dax = ws.empty(gates.shape, layer.dtype)  # (T, B, 3H)
+    dah = ws.empty(gates.shape, layer.dtype) if layer.reset_after else dax
+    drec = np.empty((B, H), layer.dtype)  # scratch
+    w_hh = np.ascontiguousarray(p["weight_hh"])
+    wp1, wp2 = _gru_packed_hh(layer, w_hh, backward=True)
+    parts = _parts(B, layer.dtype)
+    dbxs = [np.zeros(3 * H, layer.dtype) for _ in parts]  # one per thread
+    dbhs = [np.zeros(3 * H, layer.dtype) for _ in parts] if layer.reset_after else dbxs
+    _in_parallel([
+        partial(K.gru_backward, K.BLAS, gates, hbuf, col, aux, w_hh, wp1, wp2, dout, dcol,
+                dh, dax, dah, dbx, dbh, drec, valid, reverse, layer.reset_after, hid, s.start,
+                s.stop)
+        for s, dbx, dbh in zip(parts, dbxs, dbhs, strict=True)
+    ])  # fmt: skip
+    dbx = _total(dbxs)
+    dbh = _total(dbhs) if layer.reset_after else dbx
+    return dax, dah, [dh], (dbx, dbh)
+
+
+_LOOPS = {
+    "RNN": (_rnn_loop_forward, _rnn_loop_backward),
+    "LSTM": (_lstm_loop_forward, _lstm_loop_backward),
+    "GRU": (_gru_loop_forward, _gru_loop_backward),
+}
+
+
+# --- the engine's contract (rnnkit.engine.backend) -----------------------------------------------
+
+
+def layer_input(layer: Any, x: Array, keep: bool) -> Array:
+    """The first layer's input, time-major (T, B, D): a copy, except in inference where the
+    loop projects each step's input itself, which reads x_t in place from a view."""
+    if not keep and x.flags.c_contiguous and fuses_projection(layer, x.shape[0]):
+        return x.transpose(1, 0, 2)
+    return copy(x.transpose(1, 0, 2))
+
+
+def direction_forward(
+    layer: Any, p: dict[str, Array], xs: Array, hbuf: Array, direction: int,
+    init: list[Array], valid: Array, keep: bool,
+) -> tuple[list[Array], Any]:  # fmt: skip
+    """xs (T, B, D) time-major; the states go to hbuf (see rnnkit.engine.layers)."""
+    T, B, D = xs.shape
+    H = layer.hidden_size
+    reverse, col = bool(direction), direction * H
+    hbuf[T + 1 if reverse else 0, :, col : col + H] = init[0]
+    gate_slot = _gate_slot(layer)
+    if fuses_projection(layer, B):  # the loop projects each step's input itself
+        xw = ws.empty((T + 1 if keep else 0, B, layer.gates * H), layer.dtype)
+        own_input: tuple[Array, ...] = (xs,)
+    else:
+        # the input projection of all T steps: one product before the loop; the LSTM and
+        # GRU loops write gates one slot away from their pre-activations
+        xw = ws.empty((T + gate_slot, B, layer.gates * H), layer.dtype)
+        proj = xw[:T] if reverse or not gate_slot else xw[1:]
+        w_ih = np.ascontiguousarray(p["weight_ih"])
+        _product(xs.reshape(T * B, D), w_ih, 0, proj.reshape(T * B, -1), trans_b=True,
+                 bias=_loop_input_bias(layer, p))  # fmt: skip
+        own_input = ()
+    loop_forward = _LOOPS[layer.mode][0]
+    final, cell_cache = loop_forward(layer, xw, hbuf, col, init, p, valid, reverse, keep,
+                                     *own_input)  # fmt: skip
+    final = [hbuf[1 if reverse else T, :, col : col + H], *final]
+    return final, ((xs, hbuf, col, valid, reverse, cell_cache) if keep else None)
+
+
+def direction_backward(
+    layer: Any, p: dict[str, Array], g: dict[str, Array], dout: Array, dfinal: list[Array],
+    cache: Any, dxs: Array, accumulate: bool, hid: Array,
+) -> list[Array]:  # fmt: skip
+    """dout (T, B, dirs*H): gradient of the layer's output. Writes (or with ``accumulate``
+    adds) dL/dxs into dxs; adds the parameter gradients into g; returns d(initial state)."""
+    xs, hbuf, col, valid, reverse, cell_cache = cache
+    T, B, D = xs.shape
+    H = layer.hidden_size
+    loop_backward = _LOOPS[layer.mode][1]
+    dax, dah, dinit, (dbx, dbh) = loop_backward(
+        layer, dout, col, dfinal, (hbuf, col, valid, reverse, cell_cache), p, g, hid
+    )
+    # weight gradients of all T steps: one product each after the loop
+    G = dax.shape[-1]
+    x2, dax2, dah2 = xs.reshape(T * B, D), dax.reshape(T * B, G), dah.reshape(T * B, G)
+    # the previous state of every step: slots 0..T-1 (forward) or 2..T+1 (reverse)
+    h_prev = hbuf[2:] if reverse else hbuf[:T]
+    h_prev2 = h_prev.reshape(T * B, -1)[:, col : col + H]
+    if _joins_weight_grads(layer, dax, dah, D):
+        # [dW_ih | dW_hh] = dA^T [X | H_prev]: one product, which reads dA^T (a transposed
+        # operand, the slow side of the kernel) once for both
+        both = ws.empty((G, D + H), layer.dtype)
+        _product_packed(dax2.T, _packed(x2, h_prev2), 0, both)
+        g["weight_ih"] += both[:, :D]
+        g["weight_hh"] += both[:, D:]
+    else:
+        _gemm_into(g["weight_ih"], dax2, x2, trans_a=True)
+        if layer.mode == "GRU" and not layer.reset_after:
+            # the textbook GRU: the n rows of W_hh multiply r * h_{t-1}, not h_{t-1}
+            rec_in = cell_cache[1].reshape(-1, H)  # (T*B, H)
+            _gemm_into(g["weight_hh"][: 2 * H], dah2[:, : 2 * H], h_prev2, trans_a=True)
+            _gemm_into(g["weight_hh"][2 * H :], dah2[:, 2 * H :], rec_in, trans_a=True)
+        else:
+            _gemm_into(g["weight_hh"], dah2, h_prev2, trans_a=True)
+    if layer.bias:  # summed over steps and rows inside the loop
+        g["bias_ih"] += dbx
+        g["bias_hh"] += dbh
+    w_ih = np.ascontiguousarray(p["weight_ih"])
+    _product(dax2, w_ih, int(accumulate), dxs.reshape(T * B, D))
+    return dinit
