@@ -227,8 +227,9 @@ def table(args: argparse.Namespace) -> None:
 
 
 def pictures(args: argparse.Namespace) -> None:
-    from rnnkit.models.qa import babi_files, draw_attention, read_babi
+    from rnnkit.models.qa import draw_attention
     from rnnkit.recipes.qa import answer_questions, load_qa
+    from rnnkit.text.babi import babi_files, read_babi
 
     kept_runs = _load(Path(args.runs), "1k-attentive")
     for task in _tasks(args.tasks):

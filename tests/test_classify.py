@@ -7,19 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.models.classify import (
-    ClassifierConfig,
-    SequenceClassifier,
-    build_word_vocab,
-    pad_batch,
-    pool_backward,
-    pool_forward,
-    read_labelled_tsv,
-    read_sentences,
-    read_word2vec_text,
-)
 from rnnkit.engine.gradcheck import gradcheck
 from rnnkit.io import RnnkitError
+from rnnkit.models.classify import ClassifierConfig, SequenceClassifier, pool_backward, pool_forward
+from rnnkit.text.readers import read_labelled_tsv, read_sentences, read_word2vec_text
+from rnnkit.text.vocab import build_word_vocab, pad_batch
 
 
 def _batch(V=9, seed=0):

@@ -212,7 +212,9 @@ def test_bleu_command(files, tmp_path, capsys):
 
 
 def test_replace_unk_copies_the_attended_source_word(trained):
-    from rnnkit.recipes.mt import UNK, load_translator, translate_tokens
+    from rnnkit.models.translate import translate_tokens
+    from rnnkit.recipes.mt import load_translator
+    from rnnkit.text.vocab import UNK
 
     tr = load_translator(trained)
     tr.model.params["generator.bias"][tr.tgt_vocab.stoi[UNK]] += 50.0  # always <unk>

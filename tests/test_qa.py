@@ -1,6 +1,6 @@
-"""Question answering (rnnkit.models.qa): the bAbI reader and its errors, batches, finite-difference
-checks of both readers with both answer heads, a PyTorch twin of the attentive reader, the
-attention weights, and the attention picture."""
+"""Question answering (rnnkit.text.babi, rnnkit.models.qa): the bAbI reader and its errors,
+batches, finite-difference checks of both readers with both answer heads, a PyTorch twin of
+the attentive reader, the attention weights, and the attention picture."""
 
 from __future__ import annotations
 
@@ -15,17 +15,13 @@ from rnnkit.engine.gradcheck import gradcheck
 from rnnkit.io import RnnkitError
 from rnnkit.models.qa import (
     Answers,
-    BabiData,
     QAConfig,
     answer_targets,
-    babi_files,
     build_model,
     draw_attention,
     make_batch,
-    read_babi,
-    read_story,
-    split_stories,
 )
+from rnnkit.text.babi import BabiData, babi_files, read_babi, read_story, split_stories
 
 BABI = Path(__file__).resolve().parents[2] / "shared" / "data" / "babi"
 

@@ -13,7 +13,7 @@ from seqeval.scheme import IOB2, Entities
 
 from rnnkit.io import RnnkitError
 from rnnkit.text.metrics import iob1_to_iob2, span_f1, spans, split_tag, tag_accuracy
-from rnnkit.models.tag import read_tagged
+from rnnkit.text.readers import read_tagged
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tagging"
 

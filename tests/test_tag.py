@@ -10,16 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.models.classify import build_word_vocab, encode_words
 from rnnkit.engine.gradcheck import gradcheck
 from rnnkit.io import RnnkitError
-from rnnkit.models.tag import (
-    SequenceTagger,
-    TaggerConfig,
-    build_char_vocab,
-    make_tag_batch,
-    read_tagged,
-)
+from rnnkit.models.tag import SequenceTagger, TaggerConfig, build_char_vocab, make_tag_batch
+from rnnkit.text.readers import read_tagged
+from rnnkit.text.vocab import build_word_vocab, encode_words
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tagging"
 

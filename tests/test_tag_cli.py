@@ -14,7 +14,7 @@ from seqeval.metrics import f1_score
 
 from rnnkit.cli import main
 from rnnkit.text.metrics import iob1_to_iob2
-from rnnkit.models.tag import read_tagged
+from rnnkit.text.readers import read_tagged
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tagging"
 SMALL = ["--embed", "8", "--hidden", "8", "--char-embed", "4", "--char-hidden", "4",

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnkit.models.classify import ClassifierConfig, SequenceClassifier
 from rnnkit.io import RnnkitError
+from rnnkit.models.classify import ClassifierConfig, SequenceClassifier
+from rnnkit.recipes.task import ClassifyTrainConfig, load_classifier
 from rnnkit.train.checkpoint import save_checkpoint
 from rnnkit.train.loop import load_run, score_best
-from rnnkit.recipes.task import ClassifyTrainConfig, load_classifier
 
 
 def _save(run: Path) -> SequenceClassifier:

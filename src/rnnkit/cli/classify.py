@@ -14,9 +14,7 @@ from typing import Any
 import click
 import numpy as np
 
-from rnnkit.models.classify import read_labelled_tsv, read_sentences
 from rnnkit.io import RnnkitError, read_lines
-from rnnkit.train.checkpoint import load_checkpoint
 from rnnkit.recipes.task import (
     KIND_CLASSIFIER,
     ClassifyTrainConfig,
@@ -25,6 +23,8 @@ from rnnkit.recipes.task import (
     load_classifier,
     train_classifier,
 )
+from rnnkit.text.readers import read_labelled_tsv, read_sentences
+from rnnkit.train.checkpoint import load_checkpoint
 
 POSITIVE = click.IntRange(min=1)
 PROB = click.FloatRange(0, 1, max_open=True)

@@ -14,7 +14,6 @@ from typing import Any
 import click
 import numpy as np
 
-from rnnkit.text.bleu import SMOOTHING, corpus_bleu
 from rnnkit.cli.classify import (
     POSITIVE,
     PROB,
@@ -25,20 +24,17 @@ from rnnkit.cli.classify import (
     run_options,
 )
 from rnnkit.io import RnnkitError, read_lines
-from rnnkit.train.checkpoint import load_checkpoint
-from rnnkit.recipes.mt import (
-    KIND,
-    MTTrainConfig,
+from rnnkit.models.translate import (
     analyze,
     format_analysis,
-    load_translator,
     plot_attention,
-    read_parallel,
-    tokenize,
-    train_mt,
     translate_lines,
     translate_tokens,
 )
+from rnnkit.recipes.mt import KIND, MTTrainConfig, load_translator, train_mt
+from rnnkit.text.bleu import SMOOTHING, corpus_bleu
+from rnnkit.text.parallel import read_parallel, tokenize
+from rnnkit.train.checkpoint import load_checkpoint
 
 _DECODE_OPTIONS = [
     click.option("--beam", "beam_size", type=click.IntRange(min=1), default=5, show_default=True,

@@ -18,9 +18,7 @@ from rnnkit.cli.classify import (
     run_options,
 )
 from rnnkit.io import RnnkitError
-from rnnkit.models.qa import BabiData, babi_files, draw_attention, read_babi, read_story, task_number
-from rnnkit.train.checkpoint import load_checkpoint
-from rnnkit.train.loop import run_checkpoint
+from rnnkit.models.qa import draw_attention
 from rnnkit.recipes.qa import (
     KIND_QA,
     QATrainConfig,
@@ -30,6 +28,9 @@ from rnnkit.recipes.qa import (
     load_qa,
     train_qa,
 )
+from rnnkit.text.babi import BabiData, babi_files, read_babi, read_story, task_number
+from rnnkit.train.checkpoint import load_checkpoint
+from rnnkit.train.loop import run_checkpoint
 
 TASK_HELP = "bAbI task number 1-20 or 'all' (picks the files of a directory argument)."
 

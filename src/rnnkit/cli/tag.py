@@ -18,8 +18,6 @@ from rnnkit.cli.classify import (
     run_options,
 )
 from rnnkit.io import RnnkitError
-from rnnkit.models.tag import CONLLU_TAGS, TaggedCorpus, read_tagged
-from rnnkit.train.checkpoint import load_checkpoint
 from rnnkit.recipes.task import (
     KIND_TAGGER,
     TagTrainConfig,
@@ -28,6 +26,8 @@ from rnnkit.recipes.task import (
     tag_sentences,
     train_tagger,
 )
+from rnnkit.text.readers import CONLLU_TAGS, TaggedCorpus, read_tagged
+from rnnkit.train.checkpoint import load_checkpoint
 
 FORMATS = ["auto", "conll", "conllu"]
 

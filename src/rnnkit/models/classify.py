@@ -13,11 +13,10 @@ is ignored) into one vector:
 The loss is the mean cross-entropy of the gold class. Batches are padded to their longest
 sentence and carry ``lengths``; nothing is sorted, the recurrent layers mask the padding
 (PyTorch's packed-sequence semantics). Pretrained word vectors can initialise the embedding
-(:func:`read_word2vec_text`, word2vec's text format).
+(:func:`rnnkit.text.readers.read_word2vec_text`, word2vec's text format). Vocabularies, padding
+and the readers of labelled files are :mod:`rnnkit.text`'s.
 
-This module also holds the plain-text helpers shared with the tagger: word vocabularies,
-padding, and the word2vec reader.
-
+>>> from rnnkit.text.vocab import pad_batch
 >>> cfg = ClassifierConfig(vocab_size=10, num_classes=3, embed=4, hidden=5, pooling="max")
 >>> model = SequenceClassifier(cfg, seed=0)
 >>> ids, lengths = pad_batch([np.array([2, 3, 4]), np.array([5])])
@@ -29,276 +28,27 @@ padding, and the word2vec reader.
 from __future__ import annotations
 
 import math
-import sys
-from collections import Counter
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rnnkit.engine import ops
-from rnnkit.io import RnnkitError, read_lines
 from rnnkit.engine.layers import GRU, LSTM, RNN, Recurrent
 from rnnkit.engine.module import ModelConfig, Module
-from rnnkit.text.vocab import Vocab
+from rnnkit.io import RnnkitError
 
 Array = np.ndarray
 
 __all__ = [
-    "PAD",
-    "UNK",
     "ClassifierConfig",
-    "LabelledText",
     "SequenceClassifier",
-    "build_word_vocab",
-    "encode_words",
-    "pad_batch",
     "pool_backward",
     "pool_forward",
-    "read_labelled_tsv",
-    "read_sentences",
-    "read_word2vec_text",
 ]
 
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 POOLINGS = ("last", "mean", "max")
-PAD, UNK = "<pad>", "<unk>"
-
-
-# --- words -----------------------------------------------------------------------------------
-
-
-def build_word_vocab(
-    sentences: Iterable[Sequence[str]], min_count: int = 1, max_size: int | None = None
-) -> Vocab:
-    """A word vocabulary with ``<pad>`` = 0 and ``<unk>`` = 1, then words by frequency.
-
-    >>> v = build_word_vocab([["a", "b", "a"], ["c"]])
-    >>> v.tokens, encode_words(v, ["a", "zzz"]).tolist()
-    (['<pad>', '<unk>', 'a', 'b', 'c'], [2, 1])
-    """
-    counts = Counter(w for s in sentences for w in s)
-    counts.pop(PAD, None)
-    counts.pop(UNK, None)
-    ranked = sorted((w for w in counts if counts[w] >= min_count), key=lambda w: (-counts[w], w))
-    if max_size is not None:
-        ranked = ranked[: max(0, max_size - 2)]
-    return Vocab([PAD, UNK, *ranked], level="word", unk=UNK, eos=None)
-
-
-def extend_vocab(vocab: Vocab, words: Iterable[str]) -> Vocab:
-    """``vocab`` with the ``words`` it lacks appended (in their order; ids of ``vocab`` kept).
-
-    Used to give words that training never saw their pretrained vectors (``--pretrained-extend``,
-    like building a torchtext or AllenNLP vocabulary from the training data and the vector
-    file together): their embedding rows get no gradient from the training data, so they keep
-    the pretrained vectors, and at prediction time such words are read instead of ``<unk>``.
-
-    >>> extend_vocab(build_word_vocab([["a", "b"]]), ["b", "c", "<pad>", "c"]).tokens
-    ['<pad>', '<unk>', 'a', 'b', 'c']
-    """
-    tokens = list(vocab.tokens)
-    seen = set(tokens)
-    for w in words:
-        if w not in seen:
-            seen.add(w)
-            tokens.append(w)
-    return Vocab(tokens, level=vocab.level, unk=vocab.unk, eos=vocab.eos)
-
-
-def encode_words(vocab: Vocab, words: Sequence[str]) -> Array:
-    """Ids (T,) of ``words``; unknown words map to ``<unk>``."""
-    unk = vocab.stoi[UNK]
-    return np.array([vocab.stoi.get(w, unk) for w in words], dtype=np.int64)
-
-
-def pad_batch(seqs: Sequence[Array], pad: int = 0) -> tuple[Array, Array]:
-    """Id sequences -> (ids (B, T_max) padded with ``pad``, lengths (B,)); each needs >= 1 id."""
-    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-    if lengths.size == 0 or lengths.min() < 1:
-        raise ValueError("pad_batch: every sequence needs at least one token")
-    ids = np.full((len(seqs), int(lengths.max())), pad, dtype=np.int64)
-    for b, s in enumerate(seqs):
-        ids[b, : len(s)] = s
-    return ids, lengths
-
-
-def read_word2vec_text(
-    path: str | Path, vocab: Vocab, encoding: str = "utf-8"
-) -> tuple[Array, Array]:
-    """Vectors of the vocabulary's words from a word2vec text file (gzip accepted).
-
-    The format (Mikolov et al.'s word2vec, gensim ``save_word2vec_format(binary=False)``): a
-    header line ``N D``, then N lines ``word v_1 ... v_D``. Words absent from ``vocab`` are
-    skipped; a word that occurs exactly only in another case is matched through its lowercase
-    form when the vocabulary is lowercase.
-
-    Returns:
-        (ids (K,), vectors (K, D) float64) for the K vocabulary words found.
-
-    Raises:
-        RnnkitError naming the file and line for a bad header, a line with the wrong number
-        of values, or a value that is not a number.
-
-    Example:
-        >>> import tempfile, os
-        >>> path = os.path.join(tempfile.mkdtemp(), "vec.txt")
-        >>> _ = open(path, "w").write("2 3\\nfilm 1 0 0\\nFunny 0 1 0.5\\n")
-        >>> ids, vecs = read_word2vec_text(path, build_word_vocab([["funny", "film"]]))
-        >>> ids.tolist(), vecs[1].tolist()
-        ([2, 3], [0.0, 1.0, 0.5])
-    """
-    lines = read_lines(path, encoding)
-    header = lines[0].split()
-    if len(header) != 2 or not all(h.isdigit() for h in header):
-        raise RnnkitError(f"{path}:1: expected a header 'N D' (count and dimension), got "
-                          f"{lines[0][:60]!r}")  # fmt: skip
-    n, dim = int(header[0]), int(header[1])
-    if dim < 1:
-        raise RnnkitError(f"{path}:1: dimension must be positive, got {dim}")
-    ids, vecs, seen = [], [], set()
-    for lineno, line in enumerate(lines[1:], start=2):
-        parts = line.rstrip().split(" ")
-        if len(parts) == 1 and not parts[0]:
-            continue
-        if len(parts) != dim + 1:
-            raise RnnkitError(
-                f"{path}:{lineno}: expected a word and {dim} values, got {len(parts) - 1} values"
-            )
-        word = parts[0]
-        i = vocab.stoi.get(word)
-        if i is None:
-            i = vocab.stoi.get(word.lower())
-        if i is None or i in seen or word in (PAD,):
-            continue
-        try:
-            v = np.array(parts[1:], dtype=np.float64)
-        except ValueError:
-            raise RnnkitError(f"{path}:{lineno}: a vector value is not a number") from None
-        if not np.isfinite(v).all():
-            raise RnnkitError(f"{path}:{lineno}: the vector holds inf or nan")
-        ids.append(i)
-        vecs.append(v)
-        seen.add(i)
-    if len(lines) - 1 < n:
-        print(f"rnnkit: warning: {path}: header announces {n} vectors, file holds "
-              f"{len(lines) - 1}", file=sys.stderr)  # fmt: skip
-    return np.array(ids, dtype=np.int64), np.array(vecs, dtype=np.float64).reshape(-1, dim)
-
-
-def read_word2vec_words(path: str | Path, encoding: str = "utf-8") -> list[str]:
-    """The words of a word2vec text file, in file order (the format of
-    :func:`read_word2vec_text`, which reports malformed lines).
-
-    >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "vec.txt")
-    >>> _ = open(path, "w").write("2 3\\nfilm 1 0 0\\nfunny 0 1 0.5\\n")
-    >>> read_word2vec_words(path)
-    ['film', 'funny']
-    """
-    return [line.split(" ", 1)[0] for line in read_lines(path, encoding)[1:] if line.strip()]
-
-
-# --- reading labelled text -------------------------------------------------------------------
-
-
-@dataclass
-class LabelledText:
-    """Tokenised sentences with their labels and the file line each came from."""
-
-    sentences: list[list[str]]
-    labels: list[str]
-    lines: list[int]
-    path: str
-
-    def __len__(self) -> int:
-        return len(self.sentences)
-
-
-def _tokens(text: str, lower: bool) -> list[str]:
-    return (text.lower() if lower else text).split()
-
-
-def read_labelled_tsv(path: str | Path, lower: bool = False, encoding: str = "utf-8"
-                      ) -> LabelledText:  # fmt: skip
-    """Sentences and labels from a tab-separated file (gzip accepted).
-
-    The first line is a header when it names a ``sentence`` and a ``label`` column (GLUE's
-    layout, any column order); otherwise every line is ``sentence<TAB>label``. Sentences are
-    split at whitespace (SST-2 is tokenised already); ``lower`` lowercases them.
-
-    Raises:
-        RnnkitError naming file and line for a line with a wrong number of columns, an empty
-        sentence or an empty label.
-
-    Example:
-        >>> import tempfile, os
-        >>> path = os.path.join(tempfile.mkdtemp(), "a.tsv")
-        >>> _ = open(path, "w").write("sentence\\tlabel\\na fine film \\t1\\n\\t0\\n")
-        >>> read_labelled_tsv(path)
-        Traceback (most recent call last):
-        rnnkit.io.RnnkitError: ...a.tsv:3: empty sentence
-    """
-    lines = read_lines(path, encoding)
-    head = [h.strip().lower() for h in lines[0].split("\t")]
-    if "sentence" in head and "label" in head:
-        s_col, l_col, ncol, first = head.index("sentence"), head.index("label"), len(head), 1
-    else:
-        s_col, l_col, ncol, first = 0, 1, 2, 0
-    out = LabelledText([], [], [], str(path))
-    for lineno, line in enumerate(lines[first:], start=first + 1):
-        if not line.strip():
-            continue  # blank lines (a trailing newline, spacing) carry nothing
-        cols = line.split("\t")
-        if len(cols) != ncol:
-            raise RnnkitError(
-                f"{path}:{lineno}: expected {ncol} tab-separated columns, got {len(cols)}"
-            )
-        words, label = _tokens(cols[s_col], lower), cols[l_col].strip()
-        if not words:
-            raise RnnkitError(f"{path}:{lineno}: empty sentence")
-        if not label:
-            raise RnnkitError(f"{path}:{lineno}: empty label")
-        out.sentences.append(words)
-        out.labels.append(label)
-        out.lines.append(lineno)
-    if not out.sentences:
-        raise RnnkitError(f"{path}: holds no labelled sentences")
-    return out
-
-
-def read_sentences(
-    lines: Sequence[str], where: str, fmt: str = "auto", lower: bool = False
-) -> list[list[str]]:
-    """Sentences to classify, one per line, as token lists (empty lines give empty lists).
-
-    ``fmt``: ``"text"`` (a sentence per line), ``"tsv"`` (a header naming a ``sentence``
-    column, e.g. GLUE's test.tsv; other columns ignored), or ``"auto"`` (tsv when the first
-    line has a tab and names a ``sentence`` column).
-
-    >>> read_sentences(["index\\tsentence", "0\\tGood fun", "1\\t"], "test.tsv", lower=True)
-    [['good', 'fun'], []]
-    """
-    if fmt not in ("auto", "text", "tsv"):
-        raise RnnkitError(f"--format: expected auto, text or tsv, got {fmt!r}")
-    head = [h.strip().lower() for h in lines[0].split("\t")] if lines else []
-    is_tsv = fmt == "tsv" or (fmt == "auto" and len(head) > 1 and "sentence" in head)
-    if not is_tsv:
-        return [_tokens(line, lower) for line in lines]
-    if "sentence" not in head:
-        raise RnnkitError(f"{where}:1: the header names no 'sentence' column")
-    col, ncol = head.index("sentence"), len(head)
-    out = []
-    for lineno, line in enumerate(lines[1:], start=2):
-        cols = line.split("\t")
-        if len(cols) != ncol:
-            raise RnnkitError(
-                f"{where}:{lineno}: expected {ncol} tab-separated columns, got {len(cols)}"
-            )
-        out.append(_tokens(cols[col], lower))
-    return out
 
 
 # --- pooling ---------------------------------------------------------------------------------

@@ -13,10 +13,7 @@ the character LSTM once; its features are gathered to every position where it oc
 the gradients scattered back (summed). The loss is the mean cross-entropy over all valid
 tokens of the batch.
 
-File formats read here (gzip accepted): CoNLL column files (whitespace-separated columns, the
-word first, the tag in a chosen column, the last by default; a blank line ends a sentence;
-``-DOCSTART-`` lines are skipped) and CoNLL-U (10 tab-separated columns; comment lines,
-multiword-token ranges ``3-4`` and empty nodes ``5.1`` skipped; the tag is UPOS or XPOS).
+The files (CoNLL, CoNLL-U, plain text) are read by :func:`rnnkit.text.readers.read_tagged`.
 
 >>> cfg = TaggerConfig(vocab_size=8, num_tags=3, char_vocab_size=6, embed=4, char_embed=3,
 ...                    char_hidden=2, hidden=5, layers=2)
@@ -33,203 +30,30 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from rnnkit.engine import ops
-from rnnkit.models.classify import PAD, UNK, pad_batch
-from rnnkit.io import RnnkitError, read_lines
 from rnnkit.engine.layers import GRU, LSTM, RNN, Recurrent
 from rnnkit.engine.module import ModelConfig, Module
-from rnnkit.text.vocab import Vocab
+from rnnkit.io import RnnkitError
+from rnnkit.text.vocab import UNK, Vocab, build_word_vocab, pad_batch
 
 Array = np.ndarray
 
 __all__ = [
     "TagBatch",
-    "TaggedCorpus",
     "SequenceTagger",
     "TaggerConfig",
     "build_char_vocab",
     "make_tag_batch",
     "normalize_word",
-    "read_tagged",
-    "text_corpus",
 ]
 
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
-CONLLU_TAGS = {"upos": 3, "xpos": 4}
 _DIGITS = re.compile(r"\d")
-
-
-# --- reading ---------------------------------------------------------------------------------
-
-
-@dataclass
-class TaggedCorpus:
-    """Sentences (token lists), their tags (or None), and where each token came from.
-
-    ``rows[i][j]`` is the original line of token j of sentence i (None for plain text), so
-    that predictions can be written back in the input's own format.
-    """
-
-    words: list[list[str]]
-    tags: list[list[str]] | None
-    path: str
-    fmt: str  # conll | conllu | text
-    rows: list[list[str | None]] = field(default_factory=list)
-    first_lines: list[int] = field(default_factory=list)  # file line of each first token
-
-    def __len__(self) -> int:
-        return len(self.words)
-
-
-def _detect_format(path: str, lines: Sequence[str]) -> str:
-    name = path.lower()
-    if name.endswith((".conllu", ".conllu.gz")):
-        return "conllu"
-    for line in lines:
-        if line.strip() and not line.startswith("#"):
-            cols = line.split("\t")
-            if len(cols) == 10 and cols[0].split("-")[0].split(".")[0].isdigit():
-                return "conllu"
-            return "conll"
-    return "conll"
-
-
-def read_tagged(
-    path: str | Path,
-    fmt: str = "auto",
-    tag_column: str | int | None = None,
-    need_tags: bool = True,
-    encoding: str = "utf-8",
-    lines: Sequence[str] | None = None,
-) -> TaggedCorpus:
-    """Read a CoNLL column file or a CoNLL-U file (see the module doc).
-
-    Args:
-        path: the file (gzip accepted); with ``lines`` given, only its name for messages.
-        fmt: ``"conll"``, ``"conllu"``, ``"text"`` (a sentence per line, tokens separated by
-            whitespace, no tags) or ``"auto"`` (CoNLL-U by the extension ``.conllu[.gz]`` or
-            a first token line of 10 tab-separated columns; otherwise CoNLL columns).
-        tag_column: CoNLL: the 0-based column of the tag (default: the last); CoNLL-U:
-            ``"upos"`` (default) or ``"xpos"``.
-        need_tags: False to read words only (prediction input; a CoNLL file may then have a
-            single column).
-
-    Raises:
-        RnnkitError naming file and line: a token line with a different number of columns
-        than the file's first one, a CoNLL-U line without 10 columns, a missing tag (``_``
-        in CoNLL-U).
-
-    Example:
-        >>> lines = ["-DOCSTART- -X- O O", "", "EU NNP I-NP I-ORG", "rejects VBZ I-VP O", ""]
-        >>> c = read_tagged("eng.train", lines=lines)
-        >>> c.fmt, c.words, c.tags, c.first_lines
-        ('conll', [['EU', 'rejects']], [['I-ORG', 'O']], [3])
-    """
-    where = str(path)
-    if lines is None:
-        lines = read_lines(path, encoding)
-    if fmt == "auto":
-        fmt = _detect_format(where, lines)
-    if fmt == "text":
-        return text_corpus(lines, where)
-    if fmt not in ("conll", "conllu"):
-        raise RnnkitError(f"format: expected auto, conll, conllu or text, got {fmt!r}")
-    corpus = TaggedCorpus([], [] if need_tags else None, where, fmt)
-    words: list[str] = []
-    tags: list[str] = []
-    rows: list[str | None] = []
-    start = 0
-
-    def flush() -> None:
-        if words:
-            corpus.words.append(list(words))
-            if corpus.tags is not None:
-                corpus.tags.append(list(tags))
-            corpus.rows.append(list(rows))
-            corpus.first_lines.append(start)
-        words.clear()
-        tags.clear()
-        rows.clear()
-
-    ncols = None
-    if fmt == "conllu":
-        if tag_column is None:
-            tag_column = "upos"
-        if tag_column not in CONLLU_TAGS:
-            raise RnnkitError(f"tag column: CoNLL-U tags are 'upos' or 'xpos', got {tag_column!r}")
-        tcol = CONLLU_TAGS[str(tag_column)]
-    else:
-        try:
-            tcol = -1 if tag_column is None else int(tag_column)
-        except ValueError:
-            raise RnnkitError(f"tag column: expected a column number, got {tag_column!r}") from None
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            flush()
-            continue
-        if fmt == "conllu":
-            if line.startswith("#"):
-                continue
-            cols = line.split("\t")
-            if len(cols) != 10:
-                raise RnnkitError(
-                    f"{where}:{lineno}: expected 10 tab-separated CoNLL-U columns, got {len(cols)}"
-                )
-            tid = cols[0]
-            if "-" in tid or "." in tid:
-                continue  # multiword-token range or empty node: not a word of the tag sequence
-            if not tid.isdigit():
-                raise RnnkitError(f"{where}:{lineno}: bad token id {tid!r}")
-            word, tag = cols[1], cols[tcol]
-            if need_tags and tag == "_":
-                raise RnnkitError(f"{where}:{lineno}: no {tag_column.upper()} tag ('_')")
-        else:
-            cols = line.split()
-            if cols[0] == "-DOCSTART-":
-                flush()
-                continue
-            if ncols is None:
-                ncols = len(cols)
-                if need_tags and ncols < 2:
-                    raise RnnkitError(
-                        f"{where}:{lineno}: expected a word and a tag column, got 1 column"
-                    )
-                if need_tags and (not -ncols <= tcol < ncols or tcol % ncols == 0):
-                    raise RnnkitError(f"{where}:{lineno}: no tag column {tcol} in {ncols} columns")
-            elif len(cols) != ncols:
-                raise RnnkitError(
-                    f"{where}:{lineno}: expected {ncols} columns (as on the first token line), "
-                    f"got {len(cols)}"
-                )
-            word, tag = cols[0], (cols[tcol] if need_tags else "")
-        if not words:
-            start = lineno
-        words.append(word)
-        tags.append(tag)
-        rows.append(line)
-    flush()
-    if need_tags and not corpus.words:
-        raise RnnkitError(f"{where}: holds no sentences")
-    return corpus
-
-
-def text_corpus(lines: Sequence[str], where: str = "<stdin>") -> TaggedCorpus:
-    """Plain text, one sentence per line, tokens separated by whitespace; no tags.
-
-    An empty line is an empty sentence (its prediction is an empty sentence too).
-
-    >>> text_corpus(["Paris is nice", ""]).words
-    [['Paris', 'is', 'nice'], []]
-    """
-    words = [line.split() for line in lines]
-    rows: list[list[str | None]] = [[None] * len(w) for w in words]
-    return TaggedCorpus(words, None, where, "text", rows, list(range(1, len(words) + 1)))
 
 
 # --- words and characters --------------------------------------------------------------------
@@ -254,11 +78,7 @@ def build_char_vocab(sentences: Sequence[Sequence[str]], min_count: int = 1) -> 
     >>> build_char_vocab([["aba", "c"]]).tokens
     ['<pad>', '<unk>', 'a', 'b', 'c']
     """
-    from collections import Counter
-
-    counts = Counter(ch for s in sentences for w in s for ch in w)
-    ranked = sorted((ch for ch in counts if counts[ch] >= min_count), key=lambda c: (-counts[c], c))
-    return Vocab([PAD, UNK, *ranked], level="word", unk=UNK, eos=None)
+    return build_word_vocab((w for s in sentences for w in s), min_count)  # counts characters
 
 
 @dataclass

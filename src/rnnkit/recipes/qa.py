@@ -3,7 +3,7 @@
 Training runs :func:`rnnkit.train.loop.fit` (batches of similar story lengths, Adam, clipping,
 a checkpoint every epoch, exact resume, Ctrl-C, ``OUT/best`` = the weights of the best
 validation epoch). Validation: the last ``valid_frac`` of the stories of each training file
-(:func:`rnnkit.models.qa.split_stories`); the best epoch is the one with the highest validation
+(:func:`rnnkit.text.babi.split_stories`); the best epoch is the one with the highest validation
 accuracy, ties broken by the lower validation loss (the selected figure is
 ``score = accuracy - 1e-6 * loss``). The test files, if given, are scored once at the end,
 with the best epoch's weights.
@@ -30,21 +30,17 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.models.classify import UNK, build_word_vocab, encode_words
 from rnnkit.io import RnnkitError
 from rnnkit.models.qa import (
     Answers,
-    BabiData,
     QAConfig,
-    QAExample,
     QAModel,
     answer_targets,
     build_model,
     make_batch,
-    split_stories,
-    tokenize,
 )
-from rnnkit.text.vocab import Vocab
+from rnnkit.text.babi import BabiData, QAExample, split_stories, tokenize
+from rnnkit.text.vocab import UNK, Vocab, build_word_vocab, encode_words
 from rnnkit.train.loop import (
     LoopConfig,
     Task,
@@ -73,7 +69,8 @@ __all__ = [
 
 @dataclass
 class QATrainConfig(LoopConfig):
-    """QA hyperparameters (see :class:`rnnkit.models.qa.QAConfig`) + the loop; saved in the checkpoint."""
+    """QA hyperparameters (see :class:`rnnkit.models.qa.QAConfig`) + the loop; saved in the
+    checkpoint."""
 
     epochs: int = 100
     lr: float = 5e-3

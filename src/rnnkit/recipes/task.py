@@ -26,29 +26,24 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.models.classify import (
-    UNK,
-    ClassifierConfig,
-    LabelledText,
-    SequenceClassifier,
-    build_word_vocab,
-    encode_words,
-    extend_vocab,
-    pad_batch,
-    read_word2vec_text,
-    read_word2vec_words,
-)
 from rnnkit.io import RnnkitError
-from rnnkit.text.metrics import iob1_to_iob2, is_chunk_tagset, span_f1, tag_accuracy
+from rnnkit.models.classify import ClassifierConfig, SequenceClassifier
 from rnnkit.models.tag import (
     SequenceTagger,
-    TaggedCorpus,
     TaggerConfig,
     build_char_vocab,
     make_tag_batch,
     normalize_word,
 )
-from rnnkit.text.vocab import Vocab
+from rnnkit.text.metrics import iob1_to_iob2, is_chunk_tagset, span_f1, tag_accuracy
+from rnnkit.text.readers import (
+    LabelledText,
+    TaggedCorpus,
+    read_word2vec_text,
+    read_word2vec_words,
+    word2vec_dim,
+)
+from rnnkit.text.vocab import UNK, Vocab, build_word_vocab, encode_words, extend_vocab, pad_batch
 from rnnkit.train.loop import (
     LoopConfig,
     Task,
@@ -84,7 +79,8 @@ __all__ = [
 
 @dataclass
 class ClassifyTrainConfig(LoopConfig):
-    """Classifier hyperparameters (see :class:`rnnkit.models.classify.ClassifierConfig`) + the loop."""
+    """Classifier hyperparameters (see :class:`rnnkit.models.classify.ClassifierConfig`) + the
+    loop."""
 
     cell: str = "lstm"
     embed: int = 100
@@ -335,7 +331,7 @@ def train_classifier(
         if len(labels) < 2:
             raise RnnkitError(f"{train.path}: needs at least two distinct labels, got {labels}")
         if pretrained:
-            cfg = replace(cfg, embed=_word2vec_dim(pretrained))
+            cfg = replace(cfg, embed=word2vec_dim(pretrained))
             if cfg.pretrained_extend:
                 n = len(vocab)
                 vocab = extend_vocab(vocab, read_word2vec_words(pretrained))
@@ -387,15 +383,6 @@ def train_classifier(
     parts = {"valid": valid, "test": test}
     score_best(summary, out, load_classifier, evaluate_classifier, parts, report)
     return summary
-
-
-def _word2vec_dim(path: str) -> int:
-    from rnnkit.io import read_lines
-
-    head = read_lines(path)[0].split()
-    if len(head) != 2 or not head[1].isdigit():
-        raise RnnkitError(f"{path}:1: expected a header 'N D' (count and dimension)")
-    return int(head[1])
 
 
 def load_classifier(path: str | Path) -> Classification:
@@ -510,7 +497,7 @@ def train_tagger(
         chars = build_char_vocab(train.words) if cfg.chars else None
         tags = sorted({t for s in gold for t in s})
         if pretrained:
-            cfg = replace(cfg, embed=_word2vec_dim(pretrained))
+            cfg = replace(cfg, embed=word2vec_dim(pretrained))
     model = SequenceTagger(cfg.model_config(len(vocab), len(tags), len(chars) if chars else 0),
                            seed=cfg.seed)  # fmt: skip
     if ck is None:
