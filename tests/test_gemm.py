@@ -105,7 +105,7 @@ def test_packing_a_transposed_matrix_and_in_parallel(rows, cols):
     """W^T packs as its contiguous copy does (blocks transposed in registers, and the
     edges: k past the last whole block, a last partial panel), and the layers' packing
     split over threads gives the same."""
-    from rnnkit.engine import layers
+    from rnnkit.fast import recurrent
 
     w = np.random.default_rng(rows).standard_normal((rows, cols)).astype(np.float32)
     panels = -(-rows // G.NR)
@@ -113,11 +113,10 @@ def test_packing_a_transposed_matrix_and_in_parallel(rows, cols):
     padded[:, :rows] = w.T
     expect = padded.reshape(cols, panels, G.NR).transpose(1, 0, 2)
     np.testing.assert_array_equal(G.pack(w.T), expect)
-    K = layers._kernels()
     for threads in (1, 2):
         with threadpool_limits(threads):
-            np.testing.assert_array_equal(layers._packed(K, w.T), expect)
-            np.testing.assert_array_equal(layers._packed(K, w), G.pack(w))
+            np.testing.assert_array_equal(recurrent._packed(w.T), expect)
+            np.testing.assert_array_equal(recurrent._packed(w), G.pack(w))
 
 
 def test_gemm_packed_rejects_bad_arguments():
@@ -235,16 +234,16 @@ def test_joined_weight_gradients_match_torch(mode, nonlin, threads, monkeypatch)
     """With D a whole number of panels (64 here, and 2H = 64 for the second layer), the
     LSTM's and RNN's dW_ih and dW_hh come from one product over [X | H_prev]; the GRU keeps
     two (its dA for W_hh differs). Against torch, in one and two threads."""
-    from rnnkit.engine import layers
+    from rnnkit.fast import recurrent
 
     joined = []
-    real = layers.Recurrent._joins_weight_grads
+    real = recurrent._joins_weight_grads
 
-    def spy(self, *args):  # type: ignore[no-untyped-def]
-        joined.append(real(self, *args))
+    def spy(*args):  # type: ignore[no-untyped-def]
+        joined.append(real(*args))
         return joined[-1]
 
-    monkeypatch.setattr(layers.Recurrent, "_joins_weight_grads", spy)
+    monkeypatch.setattr(recurrent, "_joins_weight_grads", spy)
     rng = np.random.default_rng(threads)
     layer = make_layer(mode, nonlin, G.NR, G.NR // 2, 2, True, np.float32, seed=7)
     with threadpool_limits(threads):

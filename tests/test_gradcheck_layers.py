@@ -121,23 +121,23 @@ def layer_gradcheck(layer, lengths=None, seed=0):
 
 
 @pytest.mark.parametrize("kind", sorted(LAYERS))
-def test_layer_single(kind):
+def test_layer_single(kind, engine):
     layer_gradcheck(LAYERS[kind](dtype=np.float64, seed=1))
 
 
 @pytest.mark.parametrize("kind", sorted(LAYERS))
-def test_layer_stacked_bidirectional_ragged_dropout(kind):
+def test_layer_stacked_bidirectional_ragged_dropout(kind, engine):
     layer = LAYERS[kind](num_layers=2, bidirectional=True, dropout=0.3, dtype=np.float64, seed=2)
     layer_gradcheck(layer, lengths=np.array([1, 3]), seed=3)
 
 
-def test_layer_without_bias():
+def test_layer_without_bias(engine):
     layer_gradcheck(rnnkit.GRU(D, H, bias=False, dtype=np.float64, seed=4), np.array([3, 2]))
     layer_gradcheck(rnnkit.LSTM(D, H, bias=False, peepholes=True, dtype=np.float64, seed=4))
 
 
 @pytest.mark.parametrize("kind", ["rnn-tanh", "lstm", "gru-textbook"])
-def test_hidden_grads_match_finite_differences(kind):
+def test_hidden_grads_match_finite_differences(kind, engine):
     """dL/dh_t for every t, kept by backward, against perturbing h_t and re-running the rest."""
     layer = LAYERS[kind](dtype=np.float64, seed=5)
     r = rng(6)

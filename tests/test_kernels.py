@@ -1,11 +1,10 @@
-"""The compiled loops of rnnkit.fast.loops against references we did not write or have proven.
+"""The compiled engine (rnnkit.fast) against references we did not write or have proven.
 
 - activations against NumPy; the BLAS wrappers (and their no-BLAS fallbacks) against
   NumPy's matmul and transpose;
-- every layer configuration, float32 and float64, bidirectional with unsorted ragged
-  lengths, against backpropagation through time assembled from the NumPy cells of
-  rnnkit.engine.cells (finite-difference checked in test_gradcheck_layers) in float64, including
-  the configurations PyTorch lacks (peepholes, the sigmoid RNN, the textbook GRU);
+- the compiled engine (every layer configuration, float32 and float64, bidirectional with
+  unsorted ragged lengths, and random configurations) against the NumPy engine in float64,
+  including the configurations PyTorch lacks (peepholes, the sigmoid RNN, the textbook GRU);
 - the fallback without BLAS against torch.
 """
 
@@ -17,7 +16,6 @@ from torch_ref import max_rel, torch_reference
 
 import rnnkit
 from rnnkit.fast import loops as K
-from rnnkit.engine import cells
 
 NO_BLAS = (0, 0, 0, 0, 0)
 
@@ -78,123 +76,83 @@ def test_transpose_matches_numpy(blas, shape):
         np.testing.assert_array_equal(K.transpose(blas, a), a.T)
 
 
-# --- whole loops against BPTT from the NumPy cells ---------------------------------------------
+# --- the compiled engine against the NumPy engine -----------------------------------------------
+#
+# The NumPy engine (rnnkit.engine.layers over rnnkit.engine.cells) is finite-difference checked
+# in float64 (test_gradcheck_layers) and checked against torch (test_layers_torch) for every
+# configuration, including those PyTorch lacks (peepholes, the sigmoid RNN, the textbook GRU).
+# Here the compiled engine, in float32 and float64, is held to it, run in float64.
 
-CONFIGS = {
-    "rnn-tanh": lambda **k: rnnkit.RNN(3, 5, nonlinearity="tanh", **k),
-    "rnn-relu": lambda **k: rnnkit.RNN(3, 5, nonlinearity="relu", **k),
-    "rnn-sigmoid": lambda **k: rnnkit.RNN(3, 5, nonlinearity="sigmoid", **k),
-    "lstm": lambda **k: rnnkit.LSTM(3, 5, **k),
-    "lstm-peepholes": lambda **k: rnnkit.LSTM(3, 5, peepholes=True, **k),
-    "gru": lambda **k: rnnkit.GRU(3, 5, **k),
-    "gru-textbook": lambda **k: rnnkit.GRU(3, 5, reset_after=False, **k),
+KINDS = {
+    "rnn-tanh": (rnnkit.RNN, {"nonlinearity": "tanh"}),
+    "rnn-relu": (rnnkit.RNN, {"nonlinearity": "relu"}),
+    "rnn-sigmoid": (rnnkit.RNN, {"nonlinearity": "sigmoid"}),
+    "lstm": (rnnkit.LSTM, {}),
+    "lstm-peepholes": (rnnkit.LSTM, {"peepholes": True}),
+    "gru": (rnnkit.GRU, {}),
+    "gru-textbook": (rnnkit.GRU, {"reset_after": False}),
 }
 
 
-def _step_backward(layer, dnew, cache, p, h_prev, g):
-    """One step of the cells' backward; adds W_hh and peephole grads into g. Returns
-    (dax, dah, dprev)."""
-    H = layer.hidden_size
-    if layer.mode == "RNN":
-        da, dh_prev = cells.rnn_step_backward(dnew[0], cache, p["weight_hh"])
-        g["weight_hh"] += da.T @ h_prev
-        return da, da, [dh_prev]
-    if layer.mode == "LSTM":
-        peep = layer._peep(p)
-        da, dh_prev, dc_prev, dpeep = cells.lstm_step_backward(
-            dnew[0], dnew[1], cache, p["weight_hh"], peep
-        )
-        g["weight_hh"] += da.T @ h_prev
-        if dpeep is not None:
-            for name, d in zip(("weight_ci", "weight_cf", "weight_co"), dpeep, strict=True):
-                g[name] += d
-        return da, da, [dh_prev, dc_prev]
-    dax, dah, dh_prev = cells.gru_step_backward(dnew[0], cache, p["weight_hh"])
-    if layer.reset_after:
-        g["weight_hh"] += dah.T @ h_prev
-    else:  # the n rows of W_hh multiply r * h_prev (cached as rec_in)
-        g["weight_hh"][: 2 * H] += dah[:, : 2 * H].T @ h_prev
-        g["weight_hh"][2 * H :] += dah[:, 2 * H :].T @ cache[5]
-    return dax, dah, [dh_prev]
+def compare_engines(kind, D, H, L, bi, bias, dtype, B, T, lengths, seed, with_state=True):
+    """The compiled layer in ``dtype`` against the NumPy engine's twin in float64: outputs,
+    final states, dx, d(initial state) and every parameter gradient. Returns the errors."""
+    cls, kw = KINDS[kind]
+    args = dict(num_layers=L, bidirectional=bi, bias=bias, seed=seed, **kw)
+    fast = cls(D, H, dtype=dtype, backend="compiled", **args)
+    ref = cls(D, H, dtype=np.float64, backend="numpy", **args)
+    ref.load_state_dict(fast.state_dict())
+    rng = np.random.default_rng(seed)
+    shape = (L * (2 if bi else 1), B, H)
+    x = rng.standard_normal((B, T, D))
+    init = [rng.standard_normal(shape) for _ in range(fast.n_states)] if with_state else None
+    dout = rng.standard_normal((B, T, shape[0] // L * H))
+    dfinal = [rng.standard_normal(shape) for _ in range(fast.n_states)]
 
+    def run(layer):
+        cast = layer.dtype.type
+        pack = (lambda s: tuple(a.astype(cast) for a in s)) if layer.n_states == 2 else (
+            lambda s: s[0].astype(cast))  # fmt: skip
+        out, final, cache = layer.forward(x.astype(cast), init and pack(init), lengths)
+        layer.zero_grad()
+        dx, dinit = layer.backward(dout.astype(cast), cache, pack(dfinal))
+        as_list = (lambda s: list(s)) if layer.n_states == 2 else (lambda s: [s])
+        return out, as_list(final), dx, as_list(dinit), layer.grads
 
-def cells_reference(layer, x, init, lengths, dout, dfinal):
-    """One layer, every direction, stepped by rnnkit.engine.cells in float64 with PyTorch's
-    packed-sequence semantics. Returns out, final states, dx, d(initial states), grads."""
-    B, T, _ = x.shape
-    H = layer.hidden_size
-    x = x.astype(np.float64)
-    valid = np.arange(T)[:, None] < np.asarray(lengths)[None, :]  # (T, B)
-    outs, finals, dinits, grads = [], [], [], {}
-    dx = np.zeros(x.shape)
-    for d in range(layer.num_directions):
-        p = {k: v.astype(np.float64) for k, v in layer._views(0, d)[0].items()}
-        xw = x @ p["weight_ih"].T + layer._input_bias(p)  # (B, T, G)
-        state = [s[d].astype(np.float64) for s in init]
-        order = list(range(T - 1, -1, -1) if d else range(T))
-        caches, prevs, out = {}, {}, np.zeros((B, T, H))
-        for t in order:
-            new, caches[t] = layer._step_forward(xw[:, t], state, p, p["weight_hh"].T.copy())
-            m = valid[t][:, None]
-            prevs[t] = state
-            state = [np.where(m, n, s) for n, s in zip(new, state, strict=True)]
-            out[:, t] = state[0] * m
-        outs.append(out)
-        finals.append(state)
-        g = {k: np.zeros_like(v) for k, v in p.items()}
-        dstate = [s[d].astype(np.float64) for s in dfinal]
-        for t in reversed(order):
-            m = valid[t][:, None]
-            dstate[0] = dstate[0] + dout[:, t, d * H : (d + 1) * H] * m
-            dnew = [s * m for s in dstate]
-            dax, dah, dprev = _step_backward(layer, dnew, caches[t], p, prevs[t][0], g)
-            g["weight_ih"] += dax.T @ x[:, t]
-            if layer.bias:
-                g["bias_ih"] += dax.sum(0)
-                g["bias_hh"] += dah.sum(0)
-            dx[:, t] += dax @ p["weight_ih"]
-            dstate = [a + s * (1 - m) for a, s in zip(dprev, dstate, strict=True)]
-        dinits.append(dstate)
-        sfx = layer._suffix(0, d)
-        grads.update({k + sfx: v for k, v in g.items()})
-    out = np.concatenate(outs, axis=2)
-    stack = [np.stack([f[k] for f in finals]) for k in range(layer.n_states)]
-    dstack = [np.stack([f[k] for f in dinits]) for k in range(layer.n_states)]
-    return out, stack, dx, dstack, grads
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_layer_matches_cells_reference(name, dtype):
-    rng = np.random.default_rng(7)
-    layer = CONFIGS[name](bidirectional=True, dtype=dtype, seed=3)
-    B, T = 4, 6
-    lengths = np.array([4, 6, 1, 3])  # unsorted, one of length 1
-    x = rng.standard_normal((B, T, 3)).astype(dtype)
-    shape = (2, B, 5)
-    init = [rng.standard_normal(shape).astype(dtype) for _ in range(layer.n_states)]
-    dout = rng.standard_normal((B, T, 10)).astype(dtype)
-    dfinal = [rng.standard_normal(shape).astype(dtype) for _ in range(layer.n_states)]
-    pack = (lambda s: tuple(s)) if layer.n_states == 2 else (lambda s: s[0])
-
-    out, final, cache = layer.forward(x, pack(init), lengths)
-    layer.zero_grad()
-    dx, dinit = layer.backward(dout, cache, pack(dfinal))
-    ref_out, ref_final, ref_dx, ref_dinit, ref_grads = cells_reference(
-        layer, x, init, lengths, dout.astype(np.float64), dfinal
-    )
-    final = final if isinstance(final, tuple) else (final,)
-    dinit = dinit if isinstance(dinit, tuple) else (dinit,)
-    errors = {"out": max_rel(out, ref_out), "dx": max_rel(dx, ref_dx)}
-    for k in range(layer.n_states):
-        errors[f"final[{k}]"] = max_rel(final[k], ref_final[k])
-        errors[f"dinit[{k}]"] = max_rel(dinit[k], ref_dinit[k])
-    assert set(layer.grads) == set(ref_grads)
-    for k, v in layer.grads.items():
-        errors[k] = max_rel(v, ref_grads[k])
+    got, want = run(fast), run(ref)
+    errors = {"out": max_rel(got[0], want[0]), "dx": max_rel(got[2], want[2])}
+    for k in range(fast.n_states):
+        errors[f"final[{k}]"] = max_rel(got[1][k], want[1][k])
+        if with_state:
+            errors[f"dinit[{k}]"] = max_rel(got[3][k], want[3][k])
+    assert set(got[4]) == set(want[4])
+    for k in got[4]:
+        errors[k] = max_rel(got[4][k], want[4][k])
     tol = 1e-4 if dtype == np.float32 else 1e-11
     bad = {k: v for k, v in errors.items() if not v <= tol}
     assert not bad, f"over tolerance {tol}: {bad}"
+    return errors
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_compiled_engine_matches_numpy_engine(kind, dtype):
+    compare_engines(kind, 3, 5, 1, True, True, dtype, 4, 6, np.array([4, 6, 1, 3]), seed=3)
+
+
+@pytest.mark.parametrize("trial", range(14))
+def test_compiled_engine_matches_numpy_engine_on_random_configurations(trial):
+    """Random cells, sizes (H up to 70: whole vector blocks and their tails), depths,
+    directions, biases, batches, lengths and dtypes."""
+    r = np.random.default_rng(500 + trial)
+    kind = sorted(KINDS)[trial % len(KINDS)]
+    B, T = int(r.integers(1, 9)), int(r.integers(1, 9))
+    lengths = r.integers(1, T + 1, size=B) if r.random() < 0.6 else None
+    compare_engines(
+        kind, int(r.integers(1, 40)), int(r.integers(1, 71)), int(r.integers(1, 4)),
+        bool(r.integers(2)), bool(r.random() < 0.8), [np.float32, np.float64][trial % 2 ^ 1],
+        B, T, lengths, seed=int(r.integers(1 << 30)), with_state=bool(r.integers(2)),
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])

@@ -3,7 +3,8 @@
 Matrix: RNN (tanh, relu), LSTM, GRU x 1-3 layers x uni/bidirectional x no lengths / ragged
 unsorted lengths (one of them 1) x float32/float64, with random weights, inputs, initial
 states and random upstream gradients on both the outputs and the final states.
-Tolerances (relative to the largest magnitude): float64 1e-9, float32 1e-4.
+Tolerances (relative to the largest magnitude): float64 1e-9, float32 1e-4. Each case runs
+on both engines (the ``engine`` fixture of conftest.py): the NumPy reference and the compiled one.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def random_state(layer, B, rng):
 
 
 def compare(layer, B, T, lengths, rng, with_state=True):
+    if layer.backend is None and rnnkit.get_backend() != "auto":
+        assert layer.engine() == rnnkit.get_backend(), "the fixture's engine is not the one run"
     x = rng.standard_normal((B, T, layer.input_size)).astype(layer.dtype)
     state = random_state(layer, B, rng) if with_state else None
     out, final, cache = layer.forward(x, state, lengths)
@@ -82,7 +85,7 @@ MATRIX = list(
         for c, L, bi, r, d in MATRIX
     ],
 )
-def test_matches_torch(cell, L, bi, ragged, dtype):
+def test_matches_torch(cell, L, bi, ragged, dtype, engine):
     mode, nonlin = cell
     seed = zlib.crc32(f"{mode}{nonlin}{L}{bi}{ragged}{np.dtype(dtype).name}".encode())
     rng = np.random.default_rng(seed)
@@ -93,7 +96,7 @@ def test_matches_torch(cell, L, bi, ragged, dtype):
 
 
 @pytest.mark.parametrize("trial", range(6))
-def test_random_configurations_match_torch(trial):
+def test_random_configurations_match_torch(trial, engine):
     """Configurations outside the matrix: other sizes, seeds, lengths, no initial state."""
     rng = np.random.default_rng(1000 + trial)
     mode, nonlin = CELLS[trial % 4]
@@ -105,7 +108,7 @@ def test_random_configurations_match_torch(trial):
     compare(layer, B, T, lengths, rng, with_state=bool(rng.integers(2)))
 
 
-def test_zero_state_by_default_and_padding_outputs_zero():
+def test_zero_state_by_default_and_padding_outputs_zero(engine):
     layer = rnnkit.LSTM(3, 4, bidirectional=True, dtype=np.float64, seed=3)
     x = np.random.default_rng(0).standard_normal((2, 5, 3))
     out, (h, c), _ = layer.forward(x, lengths=np.array([2, 5]))

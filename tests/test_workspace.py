@@ -86,7 +86,7 @@ def test_a_kept_cache_and_output_survive_later_calls(mode, dtype):
 @pytest.mark.parametrize("B", [1, 2, 3])
 def test_float32_lstm_at_small_batches_matches_torch(B):
     """Batches below 3 hoist the input projection out of the loop, 3 and up fuse it into each
-    step (rnnkit.engine.layers.LSTM._fuses_projection): both against torch."""
+    step (rnnkit.fast.recurrent.fuses_projection): both against torch."""
     rng = np.random.default_rng(B)
     layer = rnnkit.LSTM(20, 24, num_layers=2, bidirectional=True, dtype=np.float32, seed=B)
     lengths = rng.integers(1, 10, size=B) if B > 1 else None

@@ -11,6 +11,7 @@ import sys
 import click
 
 from rnnkit.cli import classify, diagnostics, embed, lm, mt, ngram, qa, tag
+from rnnkit.engine.backend import BACKENDS, get_backend, set_backend
 from rnnkit.io import RnnkitError
 
 
@@ -20,13 +21,28 @@ from rnnkit.io import RnnkitError
     "--threads",
     type=click.IntRange(min=1),
     envvar="RNNKIT_THREADS",
-    help="Threads of the BLAS library (NumPy's matrix products) for this command "
-    "[env RNNKIT_THREADS; default: the library's own, usually one per core]. "
-    "On a shared machine 1 is often faster.",
+    help="Threads for this command: NumPy's BLAS (every matrix product of the NumPy engine "
+    "and of the models) and, as many, the compiled engine's recurrent layers (batch rows "
+    "split over threads) [env RNNKIT_THREADS; default: the BLAS library's own, usually one "
+    "per core]. The embedding trainers take their own --threads. On a shared machine 1 is "
+    "often faster.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default=None,
+    help="Engine of the recurrent layers' loops over time: 'numpy' (the readable reference; "
+    "loads no compiled code), 'compiled' (rnnkit.fast: numba) or 'auto' (compiled where it "
+    "can run) [env RNNKIT_BACKEND; default: auto].",
 )
 @click.pass_context
-def cli(ctx: click.Context, threads: int | None) -> None:
+def cli(ctx: click.Context, threads: int | None, backend: str | None) -> None:
     """rnnkit: recurrent neural networks with every gradient written out."""
+    if backend is not None:
+        previous = set_backend(backend)
+        ctx.call_on_close(lambda: set_backend(previous))  # main() may be called in-process
+    else:
+        get_backend()  # a bad RNNKIT_BACKEND is one line now, not a traceback later
     if threads is not None:
         from threadpoolctl import threadpool_limits
 

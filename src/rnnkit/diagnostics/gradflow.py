@@ -348,11 +348,11 @@ def gate_products(layer: LSTM | GRU, x: Array, state: Any = None) -> Array:
         new_h = _unflatten(layer, states[t + 1])
         new_h = new_h[0] if layer.n_states == 2 else new_h
         for layer_idx in range(L):
-            p, _ = layer._views(layer_idx, 0)  # the layer's parameters under base names
+            p, _ = layer.direction_params(layer_idx, 0)  # parameters under base names
             inp = x[:, t] if layer_idx == 0 else new_h[layer_idx - 1]
-            xw = inp @ p["weight_ih"].T + layer._input_bias(p)
+            xw = inp @ p["weight_ih"].T + layer.input_bias(p)
             prev_l = [s[layer_idx] for s in _parts(layer, prev)]
-            _, cache = layer._step_forward(xw, prev_l, p, np.ascontiguousarray(p["weight_hh"].T))
+            _, cache = layer.step_forward(xw, prev_l, p)
             gates[layer_idx, t] = cache[1]  # f (LSTM cache i, f, g, ...) or z (GRU r, z, n, ...)
     out = np.ones((L, B, T + 1))
     prod = np.ones((L, B, H))

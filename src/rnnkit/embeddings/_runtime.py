@@ -1,8 +1,26 @@
-"""Thread count and progress bars shared by the embedding trainers."""
+"""Thread count, progress bars and the compiled-code check shared by the embedding trainers."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from rnnkit import fast
+from rnnkit.engine import backend
+from rnnkit.io import RnnkitError
+
+
+def require_compiled(what: str) -> None:
+    """The trainers' inner loops exist only compiled (numba): a clear error where the
+    process asked for no compiled code (``RNNKIT_BACKEND=numpy``, ``rnnkit --backend numpy``)
+    or numba is missing."""
+    if backend.get_backend() == "numpy":
+        raise RnnkitError(
+            f"{what}: the trainer's loops are compiled (numba), and the backend is 'numpy' "
+            "(RNNKIT_BACKEND or --backend): use 'auto' or 'compiled' to train embeddings"
+        )
+    reason = fast.missing()
+    if reason is not None:
+        raise RnnkitError(f"{what}: the trainer's loops are compiled, but {reason}")
 
 
 def set_threads(threads: int) -> int:

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.embeddings._runtime import progress_bar, set_threads
+from rnnkit.embeddings._runtime import progress_bar, require_compiled, set_threads
 from rnnkit.embeddings.vectors import KeyedVectors
 from rnnkit.io import RnnkitError
 from rnnkit.text.corpus import Corpus, EncodedCorpus
@@ -378,6 +378,7 @@ class Word2Vec:
 
     def train(self, enc: EncodedCorpus, progress: bool = False) -> TrainStats:
         """Run all epochs over an encoded corpus (from ``self.vocab.encode``)."""
+        require_compiled("word2vec")
         from rnnkit.embeddings import _w2v_kernels as K
 
         cfg = self.config

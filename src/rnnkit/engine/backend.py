@@ -25,9 +25,9 @@ The contract: an engine is a module (or any object) with
 
 with the arguments documented at :func:`rnnkit.engine.layers.direction_forward`.
 
->>> set_backend("numpy"); get_backend()
+>>> previous = set_backend("numpy"); get_backend()
 'numpy'
->>> set_backend("auto")
+>>> _ = set_backend(previous)
 >>> set_backend("fast")
 Traceback (most recent call last):
 ValueError: backend: expected one of 'auto', 'numpy', 'compiled', got 'fast'
@@ -50,10 +50,13 @@ def check(name: Any, where: str = "backend") -> str:
     return str(name)
 
 
-def set_backend(name: str | None) -> None:
-    """Set the process-wide default (None: back to ``RNNKIT_BACKEND``, else ``"auto"``)."""
+def set_backend(name: str | None) -> str | None:
+    """Set the process-wide default (None: back to ``RNNKIT_BACKEND``, else ``"auto"``);
+    returns the previous setting (None where there was none), to restore it with."""
     global _process_default
+    previous = _process_default
     _process_default = None if name is None else check(name)
+    return previous
 
 
 def get_backend() -> str:

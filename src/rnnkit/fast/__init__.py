@@ -24,16 +24,28 @@ from typing import Any
 import numpy as np
 
 
-def unsupported(layer: Any, x: Any = None) -> str | None:
-    """Why this engine cannot run ``layer`` (on input ``x``), or None when it can.
-
-    It runs every cell, form, size and option of the layers in float32 and float64; it needs
-    numba and llvmlite (declared dependencies of rnnkit, so missing only in an unusual
-    environment).
-    """
+def missing() -> str | None:
+    """What compiled code needs and cannot find (numba, llvmlite: declared dependencies of
+    rnnkit, so missing only in an unusual environment), or None."""
     for module in ("numba", "llvmlite"):
         if importlib.util.find_spec(module) is None:
             return f"{module} is not installed (pip install numba)"
+    return None
+
+
+def supports_code() -> bool:
+    """Whether compiled code can run here at all."""
+    return missing() is None
+
+
+def unsupported(layer: Any, x: Any = None) -> str | None:
+    """Why this engine cannot run ``layer`` (on input ``x``), or None when it can.
+
+    It runs every cell, form, size and option of the layers in float32 and float64.
+    """
+    reason = missing()
+    if reason is not None:
+        return reason
     if np.dtype(layer.dtype) not in (np.float32, np.float64):
         return f"dtype {layer.dtype} (the compiled loops take float32 and float64)"
     return None

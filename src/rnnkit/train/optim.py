@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from rnnkit import fast
+from rnnkit.engine import backend
 from rnnkit.io import RnnkitError
 
 Scalar = float | int | bool | str | None
@@ -389,8 +391,13 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = np.zeros_like(p)
         m, v = state["exp_avg"], state["exp_avg_sq"]
         arrays = (p, g, m, v)
-        if p.dtype in (np.float32, np.float64) and all(
-            a.dtype == p.dtype and a.flags.c_contiguous for a in arrays
+        # the compiled one-pass update (rnnkit.fast.optim, the same operations in the same
+        # order: bit-identical) unless the process asks for no compiled code
+        if (
+            p.dtype in (np.float32, np.float64)
+            and all(a.dtype == p.dtype and a.flags.c_contiguous for a in arrays)
+            and backend.get_backend() != "numpy"
+            and fast.supports_code()
         ):
             from rnnkit.fast.optim import adam_update
 

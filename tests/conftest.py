@@ -1,0 +1,16 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import pytest
+
+import rnnkit
+
+
+@pytest.fixture(params=["numpy", "compiled"])
+def engine(request):
+    """Run the test once on each engine of the recurrent layers (the process default for the
+    test's duration; layers built without ``backend=`` follow it)."""
+    previous = rnnkit.set_backend(request.param)
+    yield request.param
+    rnnkit.set_backend(previous)

@@ -1,0 +1,146 @@
+"""Choosing the engine: ``backend=`` on the layers, ``rnnkit.set_backend``, ``RNNKIT_BACKEND``,
+``rnnkit --backend``; with "numpy" nothing compiled is imported (checked in fresh processes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import rnnkit
+from rnnkit import fast
+from rnnkit.cli import main
+from rnnkit.engine import backend
+
+TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak.\n" * 8
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+        env={**os.environ, **env}, timeout=300,
+    )  # fmt: skip
+
+
+COMPILED = "[m for m in ('numba', 'llvmlite', 'rnnkit.fast.loops', 'rnnkit.fast.gemm') if m in sys.modules]"
+
+
+def test_numpy_backend_imports_no_compiled_code():
+    """Every layer, forward and backward, and the optimizers (Adam has a compiled update),
+    with RNNKIT_BACKEND=numpy: numba never imported. The same code with the default (auto)
+    does import it, so the check can fail."""
+    code = f"""
+        import sys, numpy as np, rnnkit
+        from rnnkit.train import Adam
+        for layer in (rnnkit.RNN(3, 4), rnnkit.LSTM(3, 4, peepholes=True, num_layers=2),
+                      rnnkit.GRU(3, 4, bidirectional=True), rnnkit.LSTM(3, 4, dtype=np.float64)):
+            x = np.ones((5, 6, 3), layer.dtype)
+            out, _, cache = layer.forward(x, lengths=[6, 2, 3, 1, 5])
+            layer.backward(np.ones_like(out), cache)
+            layer(x)
+            Adam(layer.params, layer.grads).step()
+        print(rnnkit.get_backend(), {COMPILED})
+    """
+    r = run_python(code, RNNKIT_BACKEND="numpy")
+    assert r.returncode == 0 and r.stdout.split() == ["numpy", "[]"], r.stdout + r.stderr
+    r = run_python(code, RNNKIT_BACKEND="auto")
+    assert r.returncode == 0 and "'numba'" in r.stdout, r.stdout + r.stderr
+
+
+def test_numpy_backend_runs_the_commands_without_compiled_code(tmp_path):
+    """lm train/sample/eval, gradflow and the n-gram baseline through ``rnnkit --backend
+    numpy``, in one fresh process: no numba afterwards. (The whole suite also passes under
+    RNNKIT_BACKEND=numpy; see docs/ARCHITECTURE.md.)"""
+    corpus = tmp_path / "text.txt"
+    corpus.write_text(TEXT)
+    run, png, arpa = tmp_path / "run", tmp_path / "g.png", tmp_path / "m.arpa"
+    code = f"""
+        import sys
+        from rnnkit.cli import main
+        calls = [
+            ["lm", "train", {str(corpus)!r}, "--epochs", "1", "--hidden", "8", "--embed", "4",
+             "--bptt", "8", "--batch-size", "2", "--no-progress", "--out", {str(run)!r}],
+            ["lm", "sample", {str(run)!r}, "--length", "20", "--seed", "1"],
+            ["lm", "eval", {str(run)!r}, {str(corpus)!r}],
+            ["gradflow", "--cell", "all", "--length", "8", "--hidden", "4", "--out", {str(png)!r}],
+            ["ngram", "train", {str(corpus)!r}, "--order", "2", "--out", {str(arpa)!r}],
+        ]
+        for argv in calls:
+            rc = main(["--backend", "numpy", *argv])
+            assert rc == 0, argv
+        print("compiled:", {COMPILED})
+    """
+    r = run_python(code)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "compiled: []" in r.stdout, r.stdout[-2000:]
+
+
+def test_compiled_and_numpy_layers_agree_and_backward_follows_the_forward_engine():
+    layer = rnnkit.GRU(4, 6, num_layers=2, bidirectional=True, dtype=np.float64, seed=0)
+    x = np.random.default_rng(0).standard_normal((3, 5, 4))
+    results = {}
+    for name in ("numpy", "compiled"):
+        previous = rnnkit.set_backend(name)
+        try:
+            assert layer.engine(x) == name
+            out, _, cache = layer.forward(x, lengths=[5, 1, 3])
+        finally:
+            rnnkit.set_backend(previous)
+        # the process default is back to auto; backward still runs on the forward's engine
+        assert cache[0].name == name
+        layer.zero_grad()
+        dx, _ = layer.backward(np.ones_like(out), cache)
+        results[name] = (out, dx, layer.grads["weight_hh_l1_reverse"].copy())
+    for a, b in zip(results["numpy"], results["compiled"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_choice_order_and_errors(monkeypatch):
+    monkeypatch.delenv("RNNKIT_BACKEND", raising=False)
+    layer = rnnkit.LSTM(2, 3)
+    assert rnnkit.get_backend() == "auto" and layer.engine() == "compiled"
+    monkeypatch.setenv("RNNKIT_BACKEND", "numpy")
+    assert layer.engine() == "numpy"
+    assert rnnkit.LSTM(2, 3, backend="compiled").engine() == "compiled"  # the layer's own wins
+    previous = rnnkit.set_backend("compiled")
+    try:
+        assert layer.engine() == "compiled"  # set_backend wins over the environment
+    finally:
+        rnnkit.set_backend(previous)
+    monkeypatch.setenv("RNNKIT_BACKEND", "gpu")
+    with pytest.raises(ValueError, match=r"^RNNKIT_BACKEND: expected one of .*got 'gpu'$"):
+        layer.engine()
+    with pytest.raises(ValueError, match=r"^backend: expected one of .*got 'cuda'$"):
+        rnnkit.RNN(2, 3, backend="cuda")
+
+
+def test_auto_falls_back_and_compiled_says_why(monkeypatch):
+    monkeypatch.setattr(fast, "missing", lambda: "numba is not installed (pip install numba)")
+    x = np.zeros((1, 2, 2), np.float32)
+    auto = rnnkit.LSTM(2, 3, backend="auto")
+    assert auto.engine(x) == "numpy"
+    out, _ = auto(x)  # runs, on NumPy
+    assert out.shape == (1, 2, 3)
+    with pytest.raises(ValueError, match=r"^backend='compiled': numba is not installed"):
+        rnnkit.LSTM(2, 3, backend="compiled")(x)
+    assert backend.choose("numpy", auto, x) == "numpy"
+
+
+def test_cli_backend_option_and_bad_environment(tmp_path, capsys, monkeypatch):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a b c\n" * 50)
+    rc = main(["--backend", "numpy", "embed", "train", str(corpus), "--min-count", "1",
+               "--dim", "4", "--epochs", "1", "--out", str(tmp_path / "v.txt")])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "backend is 'numpy'" in err[0], err
+    assert not (tmp_path / "v.txt").exists()
+    assert rnnkit.get_backend() == "auto"  # the option did not outlive the command
+    monkeypatch.setenv("RNNKIT_BACKEND", "fast")
+    assert main(["ngram", "--help"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["rnnkit: error: RNNKIT_BACKEND: expected one of 'auto', 'numpy', "
+                   "'compiled', got 'fast'"]  # fmt: skip
