@@ -68,8 +68,8 @@ def evaluate(model: Model, ids: np.ndarray, bptt: int) -> float:
 def rnnkit_throughput(train_ids: np.ndarray, vocab_size: int, max_steps: int) -> dict:
     """Training tokens/s of rnnkit's zaremba-small over the first ``max_steps`` windows."""
     from rnnkit.models.lm import LanguageModel
-    from rnnkit.train.clip import clip_grad_norm
     from rnnkit.recipes.lm import PRESETS, LMTrainConfig
+    from rnnkit.train.clip import clip_grad_norm
     from rnnkit.train.loop import make_optimizer
 
     cfg = LMTrainConfig(**PRESETS["zaremba-small"])

@@ -26,7 +26,8 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-COMPILED = "[m for m in ('numba', 'llvmlite', 'rnnkit.fast.loops', 'rnnkit.fast.gemm') if m in sys.modules]"
+NAMES = "('numba', 'llvmlite', 'rnnkit.fast.loops', 'rnnkit.fast.gemm')"
+COMPILED = f"[m for m in {NAMES} if m in sys.modules]"
 
 
 def test_numpy_backend_imports_no_compiled_code():

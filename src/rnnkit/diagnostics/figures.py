@@ -32,8 +32,8 @@ from rnnkit.diagnostics.pathological import (
     single_thread_blas,
     success_table,
 )
-from rnnkit.io import RnnkitError, atomic_write, read_text
 from rnnkit.engine.layers import GRU, LSTM, RNN
+from rnnkit.io import RnnkitError, atomic_write, read_text
 
 __all__ = ["cliff_figure", "gradflow_figure", "pathological_experiment", "pathological_figures"]
 

@@ -54,12 +54,12 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.engine import ops
 from rnnkit.diagnostics.gradflow import global_grad_norm
 from rnnkit.diagnostics.tasks import Task, get_task
-from rnnkit.io import RnnkitError, atomic_write, read_lines
+from rnnkit.engine import ops
 from rnnkit.engine.layers import GRU, LSTM, RNN, Recurrent
 from rnnkit.engine.module import Module
+from rnnkit.io import RnnkitError, atomic_write, read_lines
 from rnnkit.train.clip import clip_grad_norm
 from rnnkit.train.optim import SGD
 
