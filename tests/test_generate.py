@@ -10,16 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+from rnnkit.engine.gradcheck import gradcheck
+from rnnkit.engine.ops import log_softmax
+from rnnkit.models.beam import beam_search, select_state
 from rnnkit.models.generate import (
     ConditionalGenerator,
     GeneratorConfig,
-    beam_search,
     greedy_decode,
     sample_decode,
-    select_state,
 )
-from rnnkit.engine.gradcheck import gradcheck
-from rnnkit.engine.ops import log_softmax
 
 
 def _data(V=7, F=3, seed=0):

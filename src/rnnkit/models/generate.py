@@ -5,11 +5,9 @@ Decoders work on any model that offers a *step function*::
     step(tokens, state) -> (log_probs, state)
     tokens (K,) int, the last token of each of K hypotheses; log_probs (K, V) float
 
-:func:`greedy_decode` and :func:`sample_decode` run a batch of K independent sequences;
-:func:`beam_search` keeps the K likeliest prefixes of one sequence and ranks the finished ones
-by length-normalised log-probability. The state is any nest of tuples / lists / dicts of
-arrays whose batch axis is ``batch_axis`` (1 for rnnkit's recurrent states (L*dirs, B, H));
-a model whose state has another layout passes its own ``reorder(state, index)``.
+:func:`greedy_decode` and :func:`sample_decode` run a batch of K independent sequences; beam
+search, which keeps the K likeliest prefixes of a sequence and ranks the finished ones by
+length-normalised log-probability, is :mod:`rnnkit.models.beam`'s.
 
 :class:`ConditionalGenerator` is the one-to-many model: a feature vector x (an image, a
 class, an encoder summary) sets the initial state, h0 = tanh(W_h x + b_h) (and for the LSTM
@@ -22,15 +20,12 @@ maximising sum_t log P(y_t | y_<t, x) (inputs BOS y_1 ... y_T, targets y_1 ... y
 >>> step = lambda tokens, state: (table[tokens], state)   # a first-order Markov chain
 >>> greedy_decode(step, None, bos=0, eos=2, max_len=5, batch_size=1)
 [[1, 0, 1, 0, 1]]
->>> hyps = beam_search(step, None, bos=0, eos=2, beam_size=3, max_len=5, alpha=0.0)
->>> [(seq, round(score, 4)) for seq, score in hyps][:3]   # log P: 0.3, 0.6 * 0.3, ...
-[([], -1.204), ([1], -1.7148), ([1, 0], -2.4079)]
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,17 +34,15 @@ import numpy as np
 from rnnkit.engine import ops
 from rnnkit.engine.layers import GRU, LSTM, RNN, Recurrent
 from rnnkit.engine.module import ModelConfig, Module
+from rnnkit.models.beam import StepFn, beam_search
 
 Array = np.ndarray
-StepFn = Callable[[Array, Any], tuple[Array, Any]]
 
 __all__ = [
     "ConditionalGenerator",
     "GeneratorConfig",
-    "beam_search",
     "greedy_decode",
     "sample_decode",
-    "select_state",
     "teacher_forcing",
 ]
 
@@ -57,26 +50,6 @@ CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 
 
 # --- decoders --------------------------------------------------------------------------------
-
-
-def select_state(state: Any, index: Array, batch_axis: int = 1) -> Any:
-    """Pick batch entries ``index`` from every array of a nested state (tuples, lists, dicts).
-
-    >>> h = np.arange(6).reshape(1, 3, 2)            # (L, B, H)
-    >>> select_state((h, h + 10), np.array([2, 2]))[1][0].tolist()
-    [[14, 15], [14, 15]]
-    """
-    if state is None:
-        return None
-    if isinstance(state, np.ndarray):
-        return np.take(state, index, axis=batch_axis)
-    if isinstance(state, tuple):
-        return tuple(select_state(s, index, batch_axis) for s in state)
-    if isinstance(state, list):
-        return [select_state(s, index, batch_axis) for s in state]
-    if isinstance(state, Mapping):
-        return {k: select_state(v, index, batch_axis) for k, v in state.items()}
-    raise TypeError(f"select_state: cannot index a {type(state).__name__}")
 
 
 def _strip(seq: list[int], eos: int) -> list[int]:
@@ -131,98 +104,6 @@ def _decode(
             out = out[:, : t + 1]
             break
     return [_strip(row.tolist(), eos) for row in out]
-
-
-def beam_search(
-    step: StepFn,
-    state: Any,
-    bos: int,
-    eos: int,
-    beam_size: int,
-    max_len: int,
-    alpha: float = 1.0,
-    reorder: Callable[[Any, Array], Any] | None = None,
-    batch_axis: int = 1,
-    early_stop: bool = False,
-) -> list[tuple[list[int], float]]:
-    """Beam search for one sequence; returns finished hypotheses, best first.
-
-    Each step extends the K (= ``beam_size``) live prefixes by every token and keeps the K
-    best extensions by total log-probability. An extension by EOS that ranks among those K is
-    finished and leaves the beam. The search stops after ``max_len`` tokens (live prefixes
-    then count as finished, unterminated), or once K hypotheses are finished and no live
-    prefix can beat the K-th best of them: a live prefix of log-probability s <= 0 can at
-    best score s / max_len^alpha later, since extending it only lowers s. With
-    ``early_stop`` it stops as soon as K hypotheses are finished (fairseq's rule): faster,
-    but a better live prefix may be dropped; on the digits demo (benchmarks/digits_names.py)
-    that rule lost "eight" to "one" and "nine", which finished one step earlier. Finished
-    hypotheses are ranked by log P(y) / T^alpha, T the number of tokens generated including
-    EOS (the length normalisation of Wu et al. 2016, GNMT, in its simple 1/T^alpha form;
-    alpha = 0 ranks by raw log-probability, which favours short outputs).
-
-    Args:
-        step: the step function (see the module doc). Called with K' <= K tokens.
-        state: the initial state for a batch of one sequence.
-        bos, eos: the begin and end token ids. beam_size: K. max_len: most tokens generated.
-        alpha: the length-normalisation exponent (>= 0).
-        early_stop: stop as soon as K hypotheses are finished (see above).
-        reorder: ``reorder(state, index)`` selecting batch entries; default
-            :func:`select_state` along ``batch_axis``.
-
-    Returns:
-        ``[(tokens, normalised score), ...]`` (tokens without BOS and EOS), every finished
-        hypothesis, sorted by score, best first. With K = 1 the result
-        is the greedy decoding; with K at least the number of candidate sequences it is the
-        exact arg max of the normalised score over all sequences of at most ``max_len`` tokens.
-    """
-    if beam_size < 1 or max_len < 1:
-        raise ValueError(f"beam_size and max_len must be positive, got {beam_size}, {max_len}")
-    if alpha < 0:
-        raise ValueError(f"alpha: must be >= 0, got {alpha}")
-    pick = reorder or (lambda s, i: select_state(s, i, batch_axis))
-    # one beam: stop at the first EOS that wins the beam, so K = 1 is exactly greedy for any
-    # alpha (continuing could find a longer sequence that scores better after normalisation)
-    early_stop = early_stop or beam_size == 1
-    seqs: list[list[int]] = [[]]
-    scores = np.zeros(1)
-    tokens = np.array([bos], dtype=np.int64)
-    finished: list[tuple[list[int], float]] = []
-    for t in range(1, max_len + 1):
-        logp, state = step(tokens, state)
-        logp = np.asarray(logp, dtype=np.float64)
-        V = logp.shape[1]
-        cand = (scores[:, None] + logp).ravel()  # (k*V,) total log-probabilities
-        n = min(2 * beam_size, cand.size)  # K live survivors exist among the best 2K
-        top = np.argpartition(-cand, n - 1)[:n] if n < cand.size else np.arange(cand.size)
-        top = top[np.lexsort((top, -cand[top]))]  # best first; ties by index (determinism)
-        keep_rows, keep_tokens, keep_scores = [], [], []
-        for rank, flat in enumerate(top):
-            row, tok = divmod(int(flat), V)
-            if tok == eos:
-                if rank < beam_size:  # only EOS extensions that would have won a beam slot
-                    finished.append((seqs[row], float(cand[flat]) / t**alpha))
-                continue
-            if len(keep_rows) < beam_size:
-                keep_rows.append(row)
-                keep_tokens.append(tok)
-                keep_scores.append(float(cand[flat]))
-        if not keep_rows:
-            break
-        if len(finished) >= beam_size:
-            if early_stop:
-                break
-            kth = sorted((h[1] for h in finished), reverse=True)[beam_size - 1]
-            if min(max(keep_scores), 0.0) / max_len**alpha <= kth:
-                break
-        seqs = [seqs[r] + [k] for r, k in zip(keep_rows, keep_tokens, strict=True)]
-        scores = np.array(keep_scores)
-        tokens = np.array(keep_tokens, dtype=np.int64)
-        if t == max_len:
-            finished += [(s, float(v) / t**alpha) for s, v in zip(seqs, scores, strict=True)]
-            break
-        state = pick(state, np.array(keep_rows))
-    finished.sort(key=lambda h: -h[1])
-    return finished
 
 
 def teacher_forcing(
@@ -446,7 +327,8 @@ class ConditionalGenerator(Module):
         """Token lists (no BOS/EOS) for each row of x (B, F).
 
         ``method``: ``"greedy"``, ``"sample"`` (from softmax(logits / temperature)) or
-        ``"beam"`` (:func:`beam_search` per row, K = ``beam_size``, normalisation ``alpha``).
+        ``"beam"`` (:func:`rnnkit.models.beam.beam_search` per row, K = ``beam_size``,
+        normalisation ``alpha``).
         """
         x = self._check_x(x)
         if method == "greedy":

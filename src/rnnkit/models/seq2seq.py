@@ -28,11 +28,11 @@ source lengths (padding never enters a state) and attention never attends to pad
 Without input feeding the decoder's recurrence runs as one layer call over all steps and the
 attention as one batched call; with it, step by step.
 
-Decoding (:meth:`Seq2Seq.translate`) uses the decoders of :mod:`rnnkit.models.generate` over
-:meth:`Seq2Seq.step_fn`: greedy and sampling batched over sentences, beam search per
-sentence with the length normalisation 1/T^alpha or the GNMT penalty; :meth:`Seq2Seq.score`
-gives log P(y|x) and the attention weights of any output (those of a decoded sentence are
-exactly the weights seen while decoding it).
+Decoding (:meth:`Seq2Seq.translate`) uses the decoders of :mod:`rnnkit.models.generate` and
+:mod:`rnnkit.models.beam` over :meth:`Seq2Seq.step_fn`: greedy and sampling batched over
+sentences, beam search (batched over sentences too) with the length normalisation 1/T^alpha
+or the GNMT penalty; :meth:`Seq2Seq.score` gives log P(y|x) and the attention weights of any
+output (those of a decoded sentence are exactly the weights seen while decoding it).
 
 Parameter names (PyTorch style): ``encoder.embedding.weight`` (Vs, E),
 ``encoder.rnn.weight_ih_l0`` ..., ``bridge.weight`` (Hd, dirs*He), ``bridge.bias``,
@@ -63,9 +63,10 @@ import numpy as np
 
 from rnnkit.engine import ops
 from rnnkit.engine.attention import KINDS, Attention
-from rnnkit.models.generate import beam_search, greedy_decode, sample_decode, select_state
 from rnnkit.engine.layers import GRU, LSTM, RNN, Recurrent
 from rnnkit.engine.module import ModelConfig, Module
+from rnnkit.models.beam import beam_search, beam_search_batch, select_state
+from rnnkit.models.generate import greedy_decode, sample_decode
 
 Array = np.ndarray
 CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
@@ -75,7 +76,6 @@ __all__ = [
     "ATTENTIONS",
     "Hypothesis",
     "Seq2Seq",
-    "beam_search_batch",
     "Seq2SeqConfig",
     "make_batch",
 ]
@@ -486,7 +486,8 @@ class Seq2Seq(Module):
         """The step function ``step(tokens (K,), state) -> (log_probs (K, Vt), state)`` of
         :mod:`rnnkit.models.generate` over a memory of batch K, or of batch 1 shared by K
         hypotheses. The state is ``{"rnn": decoder state, "feed": h~ (K, Hd)}``, plus, for
-        :func:`beam_search_batch`, ``"sent"`` (K,): the memory row of each hypothesis."""
+        :func:`rnnkit.models.beam.beam_search_batch`, ``"sent"`` (K,): the memory row of each
+        hypothesis."""
         c = self.config
         emb_w = self.params["decoder.embedding.weight"]
         W, bias = self.params["generator.weight"], self.params["generator.bias"]
@@ -533,8 +534,8 @@ class Seq2Seq(Module):
             src: source id sequences (each non-empty).
             method: ``"greedy"`` or ``"sample"`` (batched over ``batch_size`` sentences;
                 one hypothesis each, scored by log P) or ``"beam"``
-                (:func:`beam_search_batch` over ``batch_size`` sentences; with
-                ``batch_beam=False`` :func:`rnnkit.models.generate.beam_search`, one sentence at a
+                (:func:`rnnkit.models.beam.beam_search_batch` over ``batch_size`` sentences;
+                with ``batch_beam=False`` :func:`rnnkit.models.beam.beam_search`, one sentence at a
                 time, which gives the same hypotheses).
             beam_size: K >= 1. With K = 1 the search stops at the first EOS, so the output
                 is exactly the greedy one.
@@ -581,14 +582,13 @@ class Seq2Seq(Module):
                                                            eos, pad))  # fmt: skip
                 state["sent"] = np.arange(len(state["feed"]))
                 found += beam_search_batch(self.step_fn(mem), state, bos, eos, beam_size,
-                                           limits[i : i + batch_size], alpha, self.reorder,
-                                           early_stop=beam_size == 1)  # fmt: skip
+                                           limits[i : i + batch_size], alpha,
+                                           self.reorder)  # fmt: skip
         else:
             for s, lim in zip(src, limits, strict=True):
                 mem, state = self.init_decoder(*make_batch([s], None, bos, eos, pad))
                 found.append(beam_search(self.step_fn(mem), state, bos, eos, beam_size, lim,
-                                         alpha, reorder=self.reorder,
-                                         early_stop=beam_size == 1))  # fmt: skip
+                                         alpha, reorder=self.reorder))  # fmt: skip
         for hyps, lim in zip(found, limits, strict=True):
             if penalty == "gnmt":
                 hyps = [(q, _gnmt(v, q, lim, alpha)) for q, v in hyps]
@@ -604,87 +604,3 @@ def _gnmt(score: float, tokens: list[int], max_len: int, alpha: float) -> float:
     """
     T = len(tokens) if len(tokens) >= max_len else len(tokens) + 1
     return score * T**alpha / ((5.0 + T) / 6.0) ** alpha
-
-
-def beam_search_batch(
-    step: Any, state: Any, bos: int, eos: int, beam_size: int, max_lens: Sequence[int],
-    alpha: float = 1.0, reorder: Any = None, early_stop: bool = False,
-) -> list[list[tuple[list[int], float]]]:  # fmt: skip
-    """:func:`rnnkit.models.generate.beam_search` for B sentences at once: each step function call
-    extends the live hypotheses of every unfinished sentence together.
-
-    Per sentence b the search is exactly that of ``beam_search(step, state_b, bos, eos,
-    beam_size, max_lens[b], alpha, early_stop=early_stop)``: the same candidates (the best
-    2K extensions, ties by index), the same finishing rule (an EOS extension ranked among
-    the K best), the same stopping rule (K finished and no live prefix able to beat the
-    K-th: min(best live log P, 0) / max_len^alpha <= K-th score) and the same ranking by
-    log P / T^alpha. Only the batching differs: ``state`` holds B rows (one per sentence)
-    at the start and ``reorder(state, rows)`` selects the rows of the surviving
-    hypotheses of all sentences (so the step function must know each row's sentence, as
-    :meth:`Seq2Seq.step_fn` does through ``state["sent"]``).
-
-    Returns, per sentence, every finished hypothesis ``(tokens, score)``, best first.
-    """
-    K, B = int(beam_size), len(max_lens)
-    if K < 1 or min(max_lens, default=1) < 1:
-        raise ValueError(f"beam_size and max_len must be positive, got {K}, {list(max_lens)}")
-    if alpha < 0:
-        raise ValueError(f"alpha: must be >= 0, got {alpha}")
-    pick = reorder or (lambda s, i: select_state(s, i, 1))
-    seqs: list[list[list[int]]] = [[[]] for _ in range(B)]  # live prefixes per sentence
-    scores = [np.zeros(1) for _ in range(B)]
-    finished: list[list[tuple[list[int], float]]] = [[] for _ in range(B)]
-    active = list(range(B))  # sentences with live hypotheses, in row order
-    tokens = np.full(B, bos, dtype=np.int64)
-    t = 0
-    while active:
-        t += 1
-        logp, state = step(tokens, state)
-        logp = np.asarray(logp, dtype=np.float64)  # (R, V), rows grouped by sentence
-        V = logp.shape[1]
-        rows: list[int] = []
-        next_tokens: list[int] = []
-        still: list[int] = []
-        row0 = 0
-        for b in active:
-            k_b = len(seqs[b])
-            cand = (scores[b][:, None] + logp[row0 : row0 + k_b]).ravel()  # (k_b * V,)
-            n = min(2 * K, cand.size)  # K live survivors exist among the best 2K
-            top = np.argpartition(-cand, n - 1)[:n] if n < cand.size else np.arange(cand.size)
-            top = top[np.lexsort((top, -cand[top]))]  # best first; ties by index
-            keep_rows, keep_tokens, keep_scores = [], [], []
-            for rank, flat in enumerate(top):
-                row, tok = divmod(int(flat), V)
-                if tok == eos:
-                    if rank < K:
-                        finished[b].append((seqs[b][row], float(cand[flat]) / t**alpha))
-                    continue
-                if len(keep_rows) < K:
-                    keep_rows.append(row)
-                    keep_tokens.append(tok)
-                    keep_scores.append(float(cand[flat]))
-            base, row0 = row0, row0 + k_b
-            if not keep_rows:
-                continue
-            if len(finished[b]) >= K:
-                if early_stop:
-                    continue
-                kth = sorted((h[1] for h in finished[b]), reverse=True)[K - 1]
-                if min(max(keep_scores), 0.0) / max_lens[b] ** alpha <= kth:
-                    continue
-            seqs[b] = [seqs[b][r] + [k] for r, k in zip(keep_rows, keep_tokens, strict=True)]
-            scores[b] = np.array(keep_scores)
-            if t == max_lens[b]:  # out of length: the live prefixes end unterminated
-                finished[b] += [(q, float(v) / t**alpha)
-                                for q, v in zip(seqs[b], scores[b], strict=True)]  # fmt: skip
-                continue
-            rows += [base + r for r in keep_rows]
-            next_tokens += keep_tokens
-            still.append(b)
-        active = still
-        if active:
-            state = pick(state, np.array(rows))
-            tokens = np.array(next_tokens, dtype=np.int64)
-    for f in finished:
-        f.sort(key=lambda h: -h[1])
-    return finished
