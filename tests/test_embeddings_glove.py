@@ -76,7 +76,7 @@ def test_cooccurrence_counts_match_brute_force(symmetric, distance_weighting):
 
 
 def test_compiled_step_is_adagrad_on_the_numpy_gradient():
-    from rnnkit.embeddings import _glove_kernels as K
+    from rnnkit.fast import glove as K
 
     rng = np.random.default_rng(3)
     V, E = 4, 6

@@ -139,7 +139,7 @@ def test_huffman_paths_define_a_distribution_and_match_gensim_cost():
 
 
 def test_alias_sampler_draws_unigram_to_the_three_quarters():
-    from rnnkit.embeddings import _w2v_kernels as K
+    from rnnkit.fast import word2vec as K
 
     counts = np.array([500, 120, 60, 30, 7, 1], np.float64)
     p = counts**0.75 / (counts**0.75).sum()
@@ -176,7 +176,7 @@ def test_subsampling_probabilities_match_gensim():
 
 
 def test_compiled_pair_update_is_minus_lr_times_gradient():
-    from rnnkit.embeddings import _w2v_kernels as K
+    from rnnkit.fast import word2vec as K
 
     rng = np.random.default_rng(5)
     syn0 = rng.normal(size=(6, 7)).astype(np.float32)

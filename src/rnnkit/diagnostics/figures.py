@@ -26,8 +26,8 @@ from rnnkit.diagnostics.pathological import (
     METHODS,
     RESULTS,
     RunConfig,
-    _load_results,
     format_table,
+    load_results,
     run_experiment,
     single_thread_blas,
     success_table,
@@ -170,7 +170,7 @@ def pathological_experiment(
     rows = run_experiment(configs, out, echo=echo, progress=progress)
     if out is None:
         return format_table(rows)
-    table = format_table(_load_results(Path(out) / RESULTS))  # every run in the folder
+    table = format_table(load_results(Path(out) / RESULTS))  # every run in the folder
     with atomic_write(Path(out) / "table.md") as f:
         f.write(table + "\n")
     pathological_figures(out)
@@ -181,7 +181,7 @@ def pathological_figures(out: str | os.PathLike[str]) -> list[Path]:
     """From an experiment folder: ``success-<task>.png`` (success rate against length) and
     ``gradnorm-<task>.png`` (gradient norm per step of sgd and clip, seed 0, per length)."""
     out = Path(out)
-    rows = _load_results(out / RESULTS)
+    rows = load_results(out / RESULTS)
     if not rows:
         raise RnnkitError(f"{out / RESULTS}: no finished runs")
     table = success_table(rows)

@@ -445,7 +445,7 @@ def train_run(cfg: RunConfig, on_step: Callable[[int, float], None] | None = Non
 RESULTS = "results.jsonl"
 
 
-def _load_results(path: Path) -> list[dict[str, Any]]:
+def load_results(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     rows = []
@@ -493,7 +493,7 @@ def run_experiment(
     out_dir = Path(out) if out is not None else None
     done: list[dict[str, Any]] = []
     if out_dir is not None:
-        done = _load_results(out_dir / RESULTS)
+        done = load_results(out_dir / RESULTS)
     known = {json.dumps(_settings(r), sort_keys=True): r for r in done}
     results = []
     for cfg in configs:

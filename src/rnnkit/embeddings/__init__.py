@@ -6,6 +6,7 @@
 * :mod:`.vectors`: :class:`KeyedVectors` (similarity, analogies, evaluation, file formats);
 * :mod:`.tsne`: a t-SNE picture of word vectors (needs scikit-learn).
 
+The trainers' loops are compiled (:mod:`rnnkit.fast.word2vec`, :mod:`rnnkit.fast.glove`);
 numba is imported only when a trainer runs, so reading vectors stays quick.
 
 Example:

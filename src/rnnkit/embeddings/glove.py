@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.embeddings._runtime import progress_bar, require_compiled, set_threads
+from rnnkit.embeddings.runtime import progress_bar, require_compiled, set_threads
 from rnnkit.embeddings.vectors import KeyedVectors
 from rnnkit.embeddings.word2vec import TrainStats
 from rnnkit.io import RnnkitError
@@ -217,7 +217,7 @@ class GloVe:
     def train(self, rng: np.random.Generator, progress: bool = False) -> TrainStats:
         """Run the epochs over the co-occurrence entries (set up by :meth:`fit`)."""
         require_compiled("GloVe")
-        from rnnkit.embeddings import _glove_kernels as K
+        from rnnkit.fast import glove as K
 
         cfg = self.config
         threads = set_threads(cfg.threads)

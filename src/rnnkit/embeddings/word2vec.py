@@ -19,7 +19,7 @@ output rows:
 
 with h = e_c for skip-gram (the centre word predicts each word of its window) and
 h = mean of the window's e_w for CBOW (the window predicts the centre word, :func:`mean_forward`).
-The compiled trainer (:mod:`._w2v_kernels`) applies exactly ``-alpha * dL/d(parameter)`` per
+The compiled trainer (:mod:`rnnkit.fast.word2vec`) applies exactly ``-alpha * dL/d(parameter)``
 example (CBOW's context vectors: see below); the tests check it against these NumPy functions.
 
 The sigmoid is computed exactly; word2vec.c and gensim read it from a 1000-entry table on
@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.embeddings._runtime import progress_bar, require_compiled, set_threads
+from rnnkit.embeddings.runtime import progress_bar, require_compiled, set_threads
 from rnnkit.embeddings.vectors import KeyedVectors
 from rnnkit.io import RnnkitError
 from rnnkit.text.corpus import Corpus, EncodedCorpus
@@ -379,7 +379,7 @@ class Word2Vec:
     def train(self, enc: EncodedCorpus, progress: bool = False) -> TrainStats:
         """Run all epochs over an encoded corpus (from ``self.vocab.encode``)."""
         require_compiled("word2vec")
-        from rnnkit.embeddings import _w2v_kernels as K
+        from rnnkit.fast import word2vec as K
 
         cfg = self.config
         threads = set_threads(cfg.threads)

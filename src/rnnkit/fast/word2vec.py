@@ -1,6 +1,6 @@
-"""Compiled word2vec training loops (numba). Imported lazily by :mod:`.word2vec` only.
+"""Compiled word2vec training loops (numba), behind :mod:`rnnkit.embeddings.word2vec`.
 
-The arithmetic is the NumPy reference in :mod:`.word2vec` (``logistic_forward`` /
+The arithmetic is the NumPy reference in :mod:`rnnkit.embeddings.word2vec` (``logistic_forward`` /
 ``logistic_backward``) applied as one SGD step per (input, target) pair, written as explicit
 loops over the E embedding coordinates so LLVM vectorises them. Threads share the weight
 matrices without locks (Hogwild, Recht et al. 2011), as word2vec.c and gensim do.

@@ -1,4 +1,4 @@
-"""Compiled GloVe AdaGrad epoch (numba). Imported lazily by :mod:`.glove` only.
+"""Compiled GloVe AdaGrad epoch (numba), behind :mod:`rnnkit.embeddings.glove`.
 
 One step per co-occurrence entry (i, j, X_ij), the arithmetic of :func:`.glove.glove_forward`
 and :func:`.glove.glove_backward` for a single entry, followed by an AdaGrad update
