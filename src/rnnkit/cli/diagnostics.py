@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import click
 
+from rnnkit.cli.options import POSITIVE, POSITIVE_FLOAT
 from rnnkit.diagnostics.pathological import METHODS
 from rnnkit.diagnostics.tasks import TASKS
-
-POSITIVE = click.IntRange(min=1)
-POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 
 
 @click.command("gradflow")

@@ -9,8 +9,8 @@ from typing import Any
 import click
 import numpy as np
 
+from rnnkit.cli.options import POSITIVE
 from rnnkit.io import RnnkitError, read_text
-from rnnkit.train.checkpoint import load_checkpoint
 from rnnkit.recipes.lm import (
     KIND,
     PRESETS,
@@ -22,8 +22,7 @@ from rnnkit.recipes.lm import (
     load_lm,
     train_lm,
 )
-
-POSITIVE = click.IntRange(min=1)
+from rnnkit.train.checkpoint import load_checkpoint
 
 
 @click.group(name="lm")

@@ -14,7 +14,7 @@ from typing import Any
 import click
 import numpy as np
 
-from rnnkit.cli.classify import (
+from rnnkit.cli.options import (
     POSITIVE,
     PROB,
     check_resume,

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from rnnkit.cli.classify import (
+from rnnkit.cli.options import (
     POSITIVE,
     PROB,
     check_resume,

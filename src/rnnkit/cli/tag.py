@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from rnnkit.cli.classify import (
+from rnnkit.cli.options import (
     POSITIVE,
     PROB,
     check_resume,
