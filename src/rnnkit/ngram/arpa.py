@@ -13,8 +13,8 @@ import re
 import numpy as np
 
 from rnnkit.io import RnnkitError, atomic_write, read_text
-from rnnkit.ngram.counting import BOS, EOS, UNK, _Lookup
-from rnnkit.ngram.model import NgramModel, _find
+from rnnkit.ngram.counting import BOS, EOS, UNK, WordLookup
+from rnnkit.ngram.model import NgramModel, find_keys
 
 Array = np.ndarray
 
@@ -161,7 +161,7 @@ def _parse_block(
         raise RnnkitError(f"{where}:{lo + j + 1}: log10 probability {lp[j]} > 0")
     words = tokens[first[:, None] + 1 + np.arange(n)]  # (M, n) strings
     if word_to_id is not None:
-        lookup = _Lookup(word_to_id, -1)
+        lookup = WordLookup(word_to_id, -1)
         ids = np.fromiter(map(lookup.__getitem__, words.ravel()), np.int64, words.size)
         ids = ids.reshape(words.shape)  # (M, n)
         if lookup.misses:
@@ -257,7 +257,7 @@ def read_arpa(path: str | os.PathLike[str]) -> NgramModel:
         ids = words  # (M_n, n)
         idx = ids[:, 0]
         for m in range(2, n):  # the prefix's entry index, order by order
-            idx = _find(keys[m - 1], idx * V + ids[:, m - 1])
+            idx = find_keys(keys[m - 1], idx * V + ids[:, m - 1])
             if np.any(idx < 0):
                 j = int(np.flatnonzero(idx < 0)[0])
                 ctx = " ".join(vocab[w] for w in ids[j, : n - 1].tolist())

@@ -61,7 +61,7 @@ def encode_lines(
     >>> ids.tolist(), lengths.tolist(), line_no.tolist(), oov
     ([3, 4, 4, 0], [2, 2], [1, 3], 1)
     """
-    lookup = _Lookup(word_to_id, word_to_id[UNK])
+    lookup = WordLookup(word_to_id, word_to_id[UNK])
     ids = array("i")
     lengths = array("q")
     line_numbers = array("q")
@@ -79,7 +79,7 @@ def encode_lines(
     )
 
 
-class _Lookup(dict):
+class WordLookup(dict):
     """A word -> id dict that answers ``unk`` (and counts the miss) for unknown words."""
 
     def __init__(self, word_to_id: dict[str, int], unk: int) -> None:
@@ -92,7 +92,7 @@ class _Lookup(dict):
         return self.unk
 
 
-def _padded_stream(ids: Array, lengths: Array, bos: int, eos: int) -> tuple[Array, Array]:
+def padded_stream(ids: Array, lengths: Array, bos: int, eos: int) -> tuple[Array, Array]:
     """``<s> w_1 .. w_T </s>`` for every sentence, end to end, and each position's offset.
 
     ids (T,), lengths (S,) -> stream (P,) int32, offset (P,) int32 where P = T + 2 S and
@@ -189,7 +189,7 @@ def count_ngrams(ids: Array, lengths: Array, vocab: list[str], order: int) -> Ng
         raise RnnkitError("no sentences to count (every line is blank)")
     V = len(vocab)
     bos, eos = vocab.index(BOS), vocab.index(EOS)
-    stream, offset = _padded_stream(ids, lengths, bos, eos)  # (P,), (P,)
+    stream, offset = padded_stream(ids, lengths, bos, eos)  # (P,), (P,)
     counts1 = np.bincount(stream[offset > 0], minlength=V).astype(np.int64)  # (V,)
     keys, counts = [np.arange(V, dtype=np.int64)], [counts1]
     suffix, first = [np.zeros(0, np.int64)], [np.arange(V, dtype=np.int64)]

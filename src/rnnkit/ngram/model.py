@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rnnkit.io import RnnkitError, read_lines
-from rnnkit.ngram.counting import BOS, EOS, UNK, _padded_stream, encode_lines
+from rnnkit.ngram.counting import BOS, EOS, UNK, encode_lines, padded_stream
 
 NEG_INF_LOG10 = -99.0  # what ARPA files write for "never predicted" (<s>)
 
 Array = np.ndarray
 
 
-def _find(table: Array, key: Array) -> Array:
+def find_keys(table: Array, key: Array) -> Array:
     """Index of each key in the sorted ``table``, -1 where it is absent."""
     if len(table) == 0:
         return np.full(np.shape(key), -1, dtype=np.int64)
@@ -75,7 +75,7 @@ class NgramModel:
 
     def _lookup(self, n: int, key: Array) -> Array:
         """Entry index of each key among order n's n-grams, -1 where absent."""
-        return _find(self.keys[n - 1], key)
+        return find_keys(self.keys[n - 1], key)
 
     def context_indices(self, context: Sequence[int]) -> list[int]:
         """Entry index of the last j context ids among order j's entries (-1: not listed).
@@ -130,7 +130,7 @@ class NgramModel:
         longer contexts it had to give up (Katz 1987; the ARPA format).
         """
         V, N = len(self.vocab), self.order
-        stream, offset = _padded_stream(ids, lengths, self.bos_id, self.eos_id)  # (P,) (P,)
+        stream, offset = padded_stream(ids, lengths, self.bos_id, self.eos_id)  # (P,) (P,)
         index = [stream]  # index[n-1][p]: entry of the n-gram ending at p, -1 if not listed
         for n in range(2, N + 1):
             prev = index[-1]
