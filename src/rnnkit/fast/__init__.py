@@ -18,12 +18,14 @@ Importing this package imports neither numba nor llvmlite; :func:`engine` does.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from typing import Any
 
 import numpy as np
 
 
+@functools.cache
 def missing() -> str | None:
     """What compiled code needs and cannot find (numba, llvmlite: declared dependencies of
     rnnkit, so missing only in an unusual environment), or None."""

@@ -8,8 +8,7 @@ registers over the whole k range and touches C only at its ends. This is the blo
 and van de Geijn, "Anatomy of high-performance matrix multiplication" (ACM TOMS 34(3), 2008),
 the design of OpenBLAS and BLIS; what rnnkit gains by writing it is the packing: the recurrent
 layers call the same weight T times per sequence, and a BLAS packs it again on every call
-(measured on an AMD EPYC, 1 thread, (64 x 256) @ (256 x 1024): OpenBLAS 77 GFLOP/s, this kernel
-on weights packed once 112; BENCHMARKS.md).
+(how much that costs, per shape and CPU: BENCHMARKS.md).
 
 The micro-kernel is LLVM IR built here (an ``@intrinsic``): numba's loops do not keep an
 accumulator block in registers. It is one k loop of ``MR`` broadcasts, ``NV`` vector loads
@@ -389,10 +388,9 @@ def pack_into(b, out):  # type: ignore[no-untyped-def]
 def _pack_transposed(b, out):  # type: ignore[no-untyped-def]
     """:func:`pack_into` for b = W^T with W's rows contiguous (b's column j is row j of W):
     blocks of VW x VW transposed in registers (:func:`_transpose_block`), the edges (k past
-    the last whole block, the last panel's missing columns) element by element. Measured at
-    W = (2048, 512) with its data in cache: 0.19 ms, against 0.63 ms element by element
-    through a small tile (whose odd pitch kept W's rows, 2 KiB apart, from evicting each
-    other in L1: read down its columns directly, W^T took 3x as long)."""
+    the last whole block, the last panel's missing columns) element by element: reading W^T
+    down its columns directly thrashes L1 on power-of-two row strides (BENCHMARKS.md,
+    session 9)."""
     K, N = b.shape
     kv = K - K % VW  # k covered by whole blocks
     ld = b.strides[1] // 4  # W's row stride

@@ -31,8 +31,8 @@ the layer's output, dirs * H):
 
 Pointwise code is written as several short loops rather than one fused loop: LLVM
 vectorises a loop only if it can rule out aliasing between its arrays at run time, and a
-loop touching eight arrays needs more checks than it is willing to emit (measured: a fused
-LSTM step 5x slower). float32 uses a rational approximation of tanh (Eigen's, relative
+loop touching eight arrays needs more checks than it is willing to emit (a fused LSTM step
+stayed scalar). float32 uses a rational approximation of tanh (Eigen's, relative
 error < 3e-7) because numba's ``math.tanh`` is a scalar libm call that blocks vectorisation;
 float64 uses ``math.tanh``.
 """
@@ -276,8 +276,7 @@ def transpose(blas, a):  # type: ignore[no-untyped-def]
     """a.T as a new C-contiguous array (a C-contiguous 2-D): BLAS ?omatcopy, else 32 x 32 tiles.
 
     The recurrent weight is transposed on every forward call, and NumPy's
-    ``ascontiguousarray(a.T)`` thrashes the cache on power-of-two widths: 8 ms for a
-    (2048, 512) float32 matrix, 14x its plain copy; OpenBLAS's omatcopy takes 1.5 ms.
+    ``ascontiguousarray(a.T)`` thrashes the cache on power-of-two widths (BENCHMARKS.md).
     """
     R, C = a.shape
     out = np.empty((C, R), a.dtype)

@@ -4,8 +4,8 @@ Imported lazily on the first update. Each loop does, element by element, the sam
 operations in the same order and precision as the NumPy expressions it replaces (no
 fast-math, so no fused multiply-adds), so the results are bit-identical; the gain is memory
 traffic: one pass over the parameter, gradient and buffers instead of about ten NumPy passes
-and their temporaries (Adam over a 133,257 x 256 float32 embedding, one thread: 190 ms a
-step in NumPy, 21 ms compiled; ``benchmarks/bench_optim.py``, BENCHMARKS.md).
+and their temporaries (``benchmarks/bench_optim.py``; figures in BENCHMARKS.md). With the
+process backend "numpy" (rnnkit.engine.backend) the optimizers use the NumPy form.
 """
 
 from __future__ import annotations

@@ -3,10 +3,8 @@
 A fresh NumPy array of a few MiB or more comes from the operating system as untouched pages,
 and the first write to each page faults into the kernel, which zeroes it. The recurrent
 layers allocate such arrays on every call (the gates of all steps, their gradients, the packed
-weights), so a training step paid for its memory again each time: measured on the 2-core AMD
-EPYC with 2 threads, whose page faults contend with each other, the LSTM's training step at
-(B, T, D, H) = (32, 100, 128, 128) took 26.5 ms with fresh arrays and 15.1 ms with memory
-already mapped (BENCHMARKS.md, session 7).
+weights), so a training step paid for its memory again each time, and with 2 threads their
+page faults contend with each other (the measurements: BENCHMARKS.md, session 7).
 
 :func:`empty` hands out views of byte buffers kept here. A buffer is free again when nothing
 but this module refers to it (a view of it holds a reference to it, so an array still used,
@@ -82,8 +80,7 @@ def empty(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 def _size_class(n: int) -> int:
     """n rounded up to m * 2^e with m in 8..15 (at most 12.5% more), so that requests of
     nearly the same size (a forward pass's packed W^T and the backward's packed W, say)
-    share buffers: measured, without classes the pool kept both and a training step's peak
-    memory grew by 10-20% (benchmarks/bench_memory.py)."""
+    share buffers: without classes the pool kept both (benchmarks/bench_memory.py)."""
     e = max(n.bit_length() - 4, 0)
     return -(-n >> e) << e
 
