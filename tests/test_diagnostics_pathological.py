@@ -22,8 +22,8 @@ from rnnkit.diagnostics.pathological import (
 from rnnkit.diagnostics.summary import format_summary, summarize
 from rnnkit.diagnostics.tasks import TASKS, get_task
 from rnnkit.engine.gradcheck import gradcheck
-from rnnkit.io import RnnkitError
 from rnnkit.engine.layers import RNN
+from rnnkit.io import RnnkitError
 
 N = 500  # sequences per generator check
 

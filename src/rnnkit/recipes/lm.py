@@ -30,6 +30,7 @@ import numpy as np
 
 from rnnkit.io import RnnkitError, atomic_write
 from rnnkit.models.lm import LanguageModel, LMConfig, bits_per_char, perplexity
+from rnnkit.text.vocab import Vocab
 from rnnkit.train.checkpoint import (
     load_checkpoint,
     rng_state,
@@ -37,7 +38,6 @@ from rnnkit.train.checkpoint import (
     set_rng_state,
 )
 from rnnkit.train.clip import clip_grad_norm, clip_grad_value, l2_penalty
-from rnnkit.text.vocab import Vocab
 from rnnkit.train.data import TBPTTStream
 from rnnkit.train.loop import (
     OPTIMIZERS,
