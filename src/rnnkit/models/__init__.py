@@ -1,5 +1,6 @@
 """Task models built from the engine, each a :class:`~rnnkit.engine.module.Module` with
 ``forward``/``backward``: the language model (:mod:`.lm`), the sentence classifier
 (:mod:`.classify`), the tagger (:mod:`.tag`), conditional generation and decoding
-(:mod:`.generate`), the encoder-decoder with attention (:mod:`.seq2seq`) and question
-answering (:mod:`.qa`). They know nothing of training loops or files of runs."""
+(:mod:`.generate`), beam search (:mod:`.beam`), the encoder-decoder with attention
+(:mod:`.seq2seq`) and translating with it (:mod:`.translate`), and question answering
+(:mod:`.qa`). They know nothing of training loops or files of runs."""
