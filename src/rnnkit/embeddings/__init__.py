@@ -1,6 +1,7 @@
 """Word embeddings: word2vec (skip-gram, CBOW), GloVe, and using the vectors.
 
-* :mod:`.corpus`: sentences, vocabulary, the corpus as word ids;
+* :class:`~rnnkit.text.corpus.Corpus`, :class:`~rnnkit.text.vocab.Vocab` (in rnnkit.text):
+  sentences, vocabulary, the corpus as word ids;
 * :mod:`.word2vec`: the NumPy forward/backward of each loss and the compiled trainer;
 * :mod:`.glove`: co-occurrence counts and the weighted least-squares trainer;
 * :mod:`.vectors`: :class:`KeyedVectors` (similarity, analogies, evaluation, file formats);

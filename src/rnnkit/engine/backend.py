@@ -1,4 +1,4 @@
-"""Which engine runs the recurrent layers' loops over time: ``"numpy"``, ``"compiled"`` or ``"auto"``.
+"""Which engine runs the recurrent layers' loops over time: "numpy", "compiled" or "auto".
 
 Two engines implement one contract, per direction of one layer:
 
