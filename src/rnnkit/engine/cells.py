@@ -1,16 +1,18 @@
 """One time step of the vanilla RNN, the LSTM and the GRU, each a forward/backward pair.
 
-These are the reference implementation of the arithmetic: :mod:`rnnkit.engine.layers` runs the same
-formulas for all time steps at once in the compiled loops of :mod:`rnnkit.fast.loops`
-(tests/test_kernels.py checks them against BPTT assembled from these functions), and the
-diagnostics step through them one step at a time.
+These are the reference arithmetic: the NumPy engine of :mod:`rnnkit.engine.layers` loops
+over time calling them (through each layer's ``step_forward`` / ``step_backward``), the
+compiled engine (:mod:`rnnkit.fast`) runs the same formulas for all steps without returning
+to Python and is tested against that loop, and the diagnostics step through them one step at
+a time. Each is finite-difference checked (tests/test_gradcheck_layers.py).
 
 The input projection ``W_ih x_t + b_ih`` of every step is computed by the layer before its
 time loop (one matmul for all T steps), so a step receives it ready-made as ``xw`` (B, G*H).
 A step does the recurrent matmul and the pointwise gate math; its backward returns the
 gradient of the gate pre-activations, from which the layer computes all weight gradients
 after the loop with one matmul each. Weights are passed already transposed for the forward
-matmul (``w_hh_t`` = W_hh^T, (H, G*H), contiguous) and as stored for the backward one.
+matmul (``w_hh_t`` = W_hh^T, (H, G*H); a transposed view will do) and as stored for the
+backward one.
 
 Gate order and formulas are PyTorch's (``torch.nn.RNN``, ``LSTM``, ``GRU`` docs):
 
