@@ -23,6 +23,7 @@ LEVELS = {
     "rnnkit.train": 5,
     "rnnkit.recipes": 6,
     "rnnkit.diagnostics": 6,
+    "rnnkit.deploy": 6,
     "rnnkit.cli": 7,
 }
 TOP = {"rnnkit", "rnnkit.__main__"}  # the public face: may import anything
