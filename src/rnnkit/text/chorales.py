@@ -69,6 +69,7 @@ __all__ = [
     "parallel_motion_per_bar",
     "piano_roll",
     "read_dataset",
+    "roll_notes",
     "roll_to_chorale",
     "split_of",
     "tokens_to_chorale",
@@ -343,6 +344,23 @@ def piano_roll(ch: Chorale, low: int, high: int) -> Array:
     t, v = np.nonzero((ch.voices.T >= low) & (ch.voices.T <= high))
     roll[t, ch.voices.T[t, v] - low] = 1.0
     return roll
+
+
+def roll_notes(roll: Array, low: int) -> list[tuple[int, int, int]]:
+    """(start step, end step, pitch) of a piano roll, a pitch held over consecutive steps
+    being one note.
+
+    >>> roll_notes(np.array([[1, 0], [1, 1], [0, 1], [1, 0]]), 60)
+    [(0, 2, 60), (3, 4, 60), (1, 3, 61)]
+    """
+    notes = []
+    on = np.asarray(roll) > 0.5
+    for k in range(on.shape[1]):
+        col = np.concatenate([[False], on[:, k], [False]]).astype(np.int8)
+        starts = np.flatnonzero(np.diff(col) == 1)
+        ends = np.flatnonzero(np.diff(col) == -1)
+        notes += [(int(a), int(b), low + k) for a, b in zip(starts, ends, strict=True)]
+    return notes
 
 
 def roll_to_chorale(roll: Array, low: int, step: float, meter: str = "4/4",
