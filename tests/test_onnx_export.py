@@ -25,10 +25,13 @@ from rnnkit.deploy import onnx as export
 from rnnkit.engine.layers import GRU, LSTM, RNN
 from rnnkit.models.classify import ClassifierConfig, SequenceClassifier
 from rnnkit.models.lm import LanguageModel, LMConfig
-from rnnkit.models.tag import SequenceTagger, TagBatch, TaggerConfig
+from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig, make_batch
+from rnnkit.models.tag import SequenceTagger, TagBatch, TaggerConfig, make_tag_batch
 from rnnkit.recipes.lm import load_lm
+from rnnkit.recipes.mt import load_translator
 from rnnkit.recipes.task import load_classifier, load_tagger
 from rnnkit.train.checkpoint import save_checkpoint
+from rnnkit.train.loop import run_checkpoint
 
 TOL = 1e-5
 SHAPES = [(3, 7), (5, 2)]  # (B, T): two calls of one exported file
@@ -228,6 +231,85 @@ def test_tagger_on_ragged_batches(cfg):
         assert (got_tags == model.predict(batch))[valid].all()
 
 
+def outputs(sess: ort.InferenceSession, feed: dict) -> dict:
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(None, feed), strict=True))
+
+
+def translator_case(model: Seq2Seq, src: list, steps: int = 4) -> None:
+    """Greedy decoding: rnnkit's step function and the exported encoder + decoder step, fed
+    back for ``steps`` steps; log P and the states compared at every step."""
+    graphs = export.translator_graphs(model)
+    enc, dec = session(graphs["encoder"]), session(graphs["decoder"])
+    s, sl = make_batch(src, None, bos=2, eos=3)
+    mem, state = model.init_decoder(s, sl)
+    step = model.step_fn(mem)
+    current = outputs(enc, {"src": s, "src_len": sl}) | {"src_len": sl}
+    rnn = state["rnn"] if isinstance(state["rnn"], tuple) else (state["rnn"],)
+    for n, ours in zip(["h", "c"], rnn, strict=False):
+        close(ours, current[n], f"initial {n}")
+    for k in ("keys", "proj"):
+        if mem is not None and mem[k] is not None:
+            close(mem[k], current[k], f"memory {k}")
+    needs = [i.name for i in dec.get_inputs() if i.name != "token"]
+    tokens = np.full(len(src), 2)  # BOS
+    for t in range(steps):
+        log_probs, state = step(tokens, state)
+        got = outputs(dec, {"token": tokens} | {k: current[k] for k in needs})
+        close(log_probs, got["log_probs"], f"log P at step {t}")
+        rnn = state["rnn"] if isinstance(state["rnn"], tuple) else (state["rnn"],)
+        for n, ours in zip(["h", "c"], rnn, strict=False):
+            close(ours, got[n + "_next"], f"{n} after step {t}")
+            current[n] = got[n + "_next"]
+        if model.config.input_feed:
+            close(state["feed"], got["feed_next"], f"feed after step {t}")
+            current["feed"] = got["feed_next"]
+        tokens = log_probs.argmax(axis=1)
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        dict(cell="gru", attention="general", input_feed=True, bidirectional=True),
+        dict(cell="lstm", attention="additive", input_feed=True, reverse_source=True,
+             layers=2, dec_hidden=7),
+        dict(cell="lstm", attention="none", bidirectional=False, reverse_source=True, layers=2),
+        dict(cell="rnn", attention="dot", bidirectional=True),
+        dict(cell="gru", attention="general", bidirectional=False, layers=2, dec_hidden=6,
+             reverse_source=True),
+        dict(cell="lstm", attention="dot", input_feed=True, bidirectional=False),
+    ],
+    ids=lambda c: "-".join(str(v) for v in c.values()),
+)  # fmt: skip
+def test_translation_encoder_and_decoder_step(cfg):
+    kw = {"bidirectional": False} | cfg
+    model = Seq2Seq(Seq2SeqConfig(src_vocab=9, tgt_vocab=8, embed=4, hidden=3, **kw), seed=11)
+    rng = np.random.default_rng(12)
+    for lengths in ([5, 2, 3], [1, 4]):  # ragged sources, two batch sizes and lengths
+        translator_case(model, [rng.integers(4, 9, n).tolist() for n in lengths])
+
+
+def test_translation_attention_is_rnnkits():
+    """alpha of the decoder step, teacher-forced on a target, equals rnnkit's scoring
+    weights (over the source as given, also when the model reads it reversed)."""
+    for reverse in (False, True):
+        model = Seq2Seq(Seq2SeqConfig(src_vocab=9, tgt_vocab=8, embed=4, hidden=3,
+                                      reverse_source=reverse), seed=13)  # fmt: skip
+        graphs = export.translator_graphs(model)
+        enc, dec = session(graphs["encoder"]), session(graphs["decoder"])
+        src, tgt = [[4, 5, 6, 7], [8, 5]], [[4, 6, 5], [7, 7, 7]]
+        _, alphas = model.score(src, tgt, bos=2, eos=3)
+        s, sl = make_batch(src, None, bos=2, eos=3)
+        current = outputs(enc, {"src": s, "src_len": sl}) | {"src_len": sl}
+        needs = [i.name for i in dec.get_inputs() if i.name != "token"]
+        inputs = np.array([[2, *t] for t in tgt])  # BOS y
+        for t in range(inputs.shape[1]):
+            got = outputs(dec, {"token": inputs[:, t]} | {k: current[k] for k in needs})
+            current |= {k[: -len("_next")]: v for k, v in got.items() if k.endswith("_next")}
+            for b, n in enumerate(sl):
+                close(alphas[b][t], got["alpha"][b, :n], f"alpha step {t} reverse={reverse}")
+
+
 # --- rnnkit export on trained runs ---------------------------------------------------------------
 
 WORDS = "the a good bad film plot was very dull fine great awful".split()
@@ -244,6 +326,8 @@ def runs(tmp_path_factory):
         "\n".join("".join(f"{w} {'ADJ' if w in WORDS[2:4] else 'X'}\n" for w in s) for s in sents)
     )
     (d / "text.txt").write_text("\n".join(" ".join(s) for s in sents) * 3)
+    (d / "src.txt").write_text("".join(" ".join(s) + "\n" for s in sents))
+    (d / "tgt.txt").write_text("".join(" ".join(s).upper() + "\n" for s in sents))
     small = ["--epochs", "1", "--batch-size", "8", "--no-progress", "--embed", "6", "--hidden",
              "5"]  # fmt: skip
     commands = {
@@ -252,46 +336,69 @@ def runs(tmp_path_factory):
         "classifier": ["classify", "train", str(d / "train.tsv"), "--layers", "2", *small],
         "tagger": ["tag", "train", str(d / "train.conll"), "--char-embed", "3",
                    "--char-hidden", "2", "--valid", str(d / "train.conll"), *small],
+        "mt": ["mt", "train", "--src", str(d / "src.txt"), "--tgt", str(d / "tgt.txt"),
+               "--min-count", "1", "--attention", "additive", *small],
     }  # fmt: skip
     for kind, argv in commands.items():
         assert main([*argv, "--out", str(d / kind)]) == 0
     return d
 
 
+def exported(runs: Path, kind: str, path: Path, capsys) -> list[onnx.ModelProto]:
+    """``rnnkit export`` of a run; its files, checked, with the run's metadata."""
+    assert main(["export", str(runs / kind), "--onnx", str(path)]) == 0
+    printed = capsys.readouterr().out
+    files = export.output_paths(path, kind)
+    saved = json.loads((run_checkpoint(runs / kind) / "checkpoint.json").read_text())
+    graphs = []
+    for f in files:
+        assert f"wrote {f}: {kind} " in printed
+        graph = onnx.load(f)
+        meta = {p.key: p.value for p in graph.metadata_props}
+        assert meta["rnnkit_kind"] == kind
+        assert json.loads(meta["rnnkit_config"]) == saved["config"]["model"]
+        assert json.loads(meta["rnnkit_vocab"]) == saved["vocab"]
+        graphs.append(graph)
+    return graphs
+
+
 def test_export_command_runs_in_onnxruntime(runs, tmp_path, capsys):
     rng = np.random.default_rng(10)
     ids = rng.integers(4, 10, (3, 6))
     lengths = np.array([6, 2, 4])
-    for kind in ("lm", "classifier", "tagger"):
-        path = tmp_path / f"{kind}.onnx"
-        assert main(["export", str(runs / kind), "--onnx", str(path)]) == 0
-        printed = capsys.readouterr().out
-        assert f"wrote {path}: {kind} model" in printed and "inputs:  ids (batch, time)" in printed
-        graph = onnx.load(path)
-        meta = {p.key: p.value for p in graph.metadata_props}
-        assert meta["rnnkit_kind"] == kind
-        assert json.loads(meta["rnnkit_config"]) == json.loads(
-            (runs / kind / ("checkpoint" if kind == "lm" else "best") / "checkpoint.json")
-            .read_text())["config"]["model"]  # fmt: skip
-        sess = session(graph)
-        if kind == "lm":
-            model = load_lm(runs / kind)[0]
-            _, _, cache = model.forward(ids, None, None, training=False)
-            close(cache["logits"], sess.run(["logits"], {"ids": ids})[0], "lm logits")
-        elif kind == "classifier":
-            model = load_classifier(runs / kind).model
-            _, logits, _ = model.forward(ids, lengths, None, training=False)
-            close(logits, sess.run(["logits"], {"ids": ids, "lengths": lengths})[0], kind)
-        else:
-            tg = load_tagger(runs / kind)
-            words = [[WORDS[i] for i in row[:n]] for row, n in zip(ids, lengths, strict=True)]
-            from rnnkit.models.tag import make_tag_batch
+    words = [[WORDS[i] for i in row[:n]] for row, n in zip(ids, lengths, strict=True)]
 
-            batch = make_tag_batch(words, [tg.word_ids(w) for w in words], tg.chars)
-            _, logits, _ = tg.model.forward(batch, None, training=False)
-            feed = {"ids": batch.ids, "lengths": batch.lengths, "chars": batch.chars,
-                    "char_lengths": batch.char_lengths, "word_index": batch.word_index}  # fmt: skip
-            close(logits, sess.run(["logits"], feed)[0], kind)
+    (graph,) = exported(runs, "lm", tmp_path / "lm.onnx", capsys)
+    model = load_lm(runs / "lm")[0]
+    _, _, cache = model.forward(ids, None, None, training=False)
+    close(cache["logits"], session(graph).run(["logits"], {"ids": ids})[0], "lm logits")
+
+    (graph,) = exported(runs, "classifier", tmp_path / "classifier.onnx", capsys)
+    model = load_classifier(runs / "classifier").model
+    feed = {"ids": ids, "lengths": lengths}
+    close(model.forward(ids, lengths, None, training=False)[1],
+          session(graph).run(["logits"], feed)[0], "classifier logits")  # fmt: skip
+
+    (graph,) = exported(runs, "tagger", tmp_path / "tagger.onnx", capsys)
+    tg = load_tagger(runs / "tagger")
+    batch = make_tag_batch(words, [tg.word_ids(w) for w in words], tg.chars)
+    feed = {"ids": batch.ids, "lengths": batch.lengths, "chars": batch.chars,
+            "char_lengths": batch.char_lengths, "word_index": batch.word_index}  # fmt: skip
+    close(tg.model.forward(batch, None, training=False)[1],
+          session(graph).run(["logits"], feed)[0], "tagger logits")  # fmt: skip
+
+    encoder, decoder = exported(runs, "mt", tmp_path / "mt.onnx", capsys)
+    tr = load_translator(runs / "mt")
+    assert export.output_paths(tmp_path / "mt.onnx", "mt")[0].name == "mt.encoder.onnx"
+    src = [tr.src_ids(w) for w in words]
+    s, sl = make_batch(src, None, bos=2, eos=3)
+    mem, state = tr.model.init_decoder(s, sl)
+    log_probs, _ = tr.model.step_fn(mem)(np.full(3, 2), state)
+    current = outputs(session(encoder), {"src": s, "src_len": sl})
+    dec = session(decoder)
+    feed = {"token": np.full(3, 2), "src_len": sl}
+    feed |= {i.name: current[i.name] for i in dec.get_inputs() if i.name in current}
+    close(log_probs, outputs(dec, feed)["log_probs"], "translation log P")
 
 
 def test_existing_output_is_kept_unless_forced(runs, tmp_path, capsys):
@@ -334,7 +441,7 @@ def test_bad_inputs_are_one_line(runs, tmp_path, capsys, monkeypatch):
     fails(["export", str(runs / "classifier")], "Missing option '--onnx'")
     save_checkpoint(tmp_path / "qa", kind="qa", params={"w": np.zeros(2, np.float32)})
     fails(["export", str(tmp_path / "qa"), "--onnx", out],
-          "holds a 'qa' model; ONNX export covers classifier, lm, tagger")  # fmt: skip
+          "holds a 'qa' model; ONNX export covers classifier, lm, mt, tagger")  # fmt: skip
     (tmp_path / "empty").mkdir()
     fails(["export", str(tmp_path / "empty"), "--onnx", out], "checkpoint.json: missing")
     monkeypatch.setitem(sys.modules, "onnx", None)  # as if onnx were not installed

@@ -21,10 +21,14 @@ the operators' inputs:
   packed-sequence semantics; the stack's output is then multiplied by the mask, so that
   padded steps output zeros as in rnnkit whatever a runtime writes there.
 
-Batch and time (for the tagger also the number of distinct words of a batch and their
-length) are dynamic axes of every graph. Building a graph needs the ``onnx`` package (an
-optional extra, ``pip install 'rnnkit[onnx]'``), imported when an export starts; running the
-file needs only a runtime such as onnxruntime.
+Exported: the language model (:func:`lm_graph`), the sentence classifier
+(:func:`classifier_graph`), the tagger (:func:`tagger_graph`), the translation model as an
+encoder and one decoder step (:func:`translator_graphs`), and a layer alone
+(:func:`layer_graph`). Batch and time (and the tagger's number of distinct words and their
+length) are dynamic axes of every graph. Only float32 models (onnxruntime's recurrent
+kernels are float32). Building a graph needs the ``onnx`` package (an optional extra,
+``pip install 'rnnkit[onnx]'``), imported when an export starts; running the file needs
+only a runtime such as onnxruntime.
 
 Example (a layer alone; models are exported from their run folders by :func:`export_run`):
 
@@ -51,9 +55,12 @@ from rnnkit.engine.layers import Recurrent
 from rnnkit.io import RnnkitError, atomic_write_bytes
 from rnnkit.models.classify import SequenceClassifier
 from rnnkit.models.lm import LanguageModel
+from rnnkit.models.seq2seq import Seq2Seq
 from rnnkit.models.tag import SequenceTagger
 from rnnkit.recipes.lm import KIND as KIND_LM
 from rnnkit.recipes.lm import load_lm
+from rnnkit.recipes.mt import KIND as KIND_MT
+from rnnkit.recipes.mt import load_translator
 from rnnkit.recipes.task import KIND_CLASSIFIER, KIND_TAGGER, load_classifier, load_tagger
 from rnnkit.train.checkpoint import load_checkpoint
 from rnnkit.train.loop import run_checkpoint
@@ -70,8 +77,10 @@ __all__ = [
     "layer_graph",
     "lm_graph",
     "onnx_weights",
+    "output_paths",
     "require_onnx",
     "tagger_graph",
+    "translator_graphs",
 ]
 
 OPSET = 17  # ai.onnx opset: LSTM-14, GRU-14, RNN-14; ReduceMax still takes axes as attribute
@@ -389,34 +398,180 @@ def tagger_graph(model: SequenceTagger) -> onnx.ModelProto:
     return g.model("rnnkit sequence tagger", tagger_graph.__doc__ or "")
 
 
+def _attend(g: _Graph, model: Seq2Seq, q: str, keys: str, proj: str, mask: str) -> tuple[str, str]:
+    """Luong's global attention of the decoder output q (B, 1, Hd) over the memory:
+    the attentional state h~ = tanh(W_c [c; q]) (B, 1, Hd) and alpha (B, 1, S)."""
+    kind = model.config.attention
+    p = model.params
+    if kind == "additive":  # e = v^T tanh(W_a q + U_a h): (B, 1, 1, A) + (B, 1, S, A)
+        qp = g.linear(q, g.const(p["attention.query.weight"], "attention.query.weight"), None)
+        z = g.op("Tanh", g.op("Add", g.op("Unsqueeze", qp, g.ints(2)),
+                              g.op("Unsqueeze", proj, g.ints(1))))  # fmt: skip
+        e = g.op("Squeeze", g.linear(z, g.const(p["attention.v.weight"], "attention.v.weight"),
+                                     None), g.ints(3))  # fmt: skip
+    else:  # dot: q . h; general: q . (W_a h), W_a h projected once by the encoder graph
+        e = g.op("MatMul", q, g.op("Transpose", keys if kind == "dot" else proj, perm=[0, 2, 1]))
+    valid = g.op("Cast", g.op("Unsqueeze", mask, g.ints(1)), to=g.onnx.TensorProto.BOOL)
+    alpha = g.op("Softmax", g.op("Where", valid, e, g.const(np.array(-np.inf, model.dtype))),
+                 axis=-1)  # fmt: skip
+    ctx = g.op("MatMul", alpha, keys)  # (B, 1, M)
+    combine = g.const(p["combine.weight"], "combine.weight")
+    return g.op("Tanh", g.linear(g.op("Concat", ctx, q, axis=2), combine, None)), alpha
+
+
+def _reversal(g: _Graph, like: str, lengths: str, mask: str) -> str:
+    """(B, S) int64 indices that reverse each row's first lengths[b] positions and leave
+    the padding in place (an involution); S is the second dimension of ``like``."""
+    S = g.op("Squeeze", g.op("Shape", like, start=1, end=2), g.ints(0))
+    pos = g.op("Unsqueeze", g.op("Range", g.const(np.int64(0)), S, g.const(np.int64(1))),
+               g.ints(0))  # (1, S)  # fmt: skip
+    last = g.op("Sub", g.op("Unsqueeze", lengths, g.ints(1)), g.const(np.int64(1)))  # (B, 1)
+    # Where broadcasts: (B, S) mask, (B, S) reversed positions, (1, S) positions as they are
+    valid = g.op("Cast", mask, to=g.onnx.TensorProto.BOOL)
+    return g.op("Where", valid, g.op("Sub", last, pos), pos)
+
+
+def translator_graphs(model: Seq2Seq) -> dict[str, onnx.ModelProto]:
+    """A translation model as two graphs: ``"encoder"`` and ``"decoder"`` (one step).
+
+    The encoder: ``src`` (batch, src_time) int64 and ``src_len`` (batch,) int64 -> the
+    decoder's initial state ``h`` (and ``c``) (L, batch, Hd), with input feeding ``feed``
+    (batch, Hd) (zeros), and with attention the memory ``keys`` (batch, src_time, M) (and
+    ``proj``, its projection, for general or additive attention).
+
+    The decoder step: ``token`` (batch,) int64, the state and memory under the names the
+    encoder gives them, and with attention ``src_len`` -> ``log_probs`` (batch, Vt) of the
+    next token, the new state ``h_next`` (``c_next``, ``feed_next``) to feed back as
+    ``h`` (``c``, ``feed``), and with attention ``alpha`` (batch, src_time), the weights over
+    the source positions as given (also when the model reads the source reversed). Greedy
+    decoding, beam search or sampling is a loop over it (rnnkit's own:
+    :meth:`rnnkit.models.seq2seq.Seq2Seq.translate`).
+    """
+    c = model.config
+    p = model.params
+    i64 = require_onnx().TensorProto.INT64
+    Hd, M, L = c.decoder_size, c.memory_size, c.layers
+    names = ["h", "c"][: model.decoder.n_states]
+    memory = ["keys"] + (["proj"] if c.attention in ("general", "additive") else [])
+    if c.attention == "none":
+        memory = []
+
+    # the encoder
+    g = _Graph(model.dtype)
+    src = g.input("src", ["batch", "src_time"], i64)
+    src_len = g.input("src_len", ["batch"], i64)
+    mask = g.mask(src, src_len)
+    if c.reverse_source:
+        src = g.op("GatherElements", src, _reversal(g, src, src_len, mask), axis=1)
+    emb = g.embed(g.const(p["encoder.embedding.weight"], "encoder.embedding.weight"), src)
+    lens = g.op("Cast", src_len, to=g.onnx.TensorProto.INT32)
+    y_tm, finals = _stack(g, model.encoder, g.op("Transpose", emb, perm=[1, 0, 2]), lens, None,
+                          "encoder.rnn.")  # fmt: skip
+    keys = _masked(g, g.batch_first(y_tm), mask)  # (B, S, M)
+    if "keys" in memory:
+        g.output(keys, "keys", ["batch", "src_time", M])
+    if "proj" in memory:
+        w = "attention.weight" if c.attention == "general" else "attention.key.weight"
+        proj = g.linear(keys, g.const(p[w], w), None)
+        g.output(proj, "proj", ["batch", "src_time", p[w].shape[0]])
+    for k, (name, final) in enumerate(zip(names, finals, strict=True)):
+        # (L*dirs, B, He) -> (L, B, dirs*He): [forward; backward] of each layer
+        s = g.op("Reshape", final, g.ints(L, c.directions, -1, c.hidden))
+        s = g.op("Reshape", g.op("Transpose", s, perm=[0, 2, 1, 3]), g.ints(L, 0, -1))
+        if c.bridge:  # h0 = tanh(W_b s + b_b); the LSTM's c0 = W_c s + b_c
+            b = "bridge" if k == 0 else "bridge_c"
+            s = g.linear(s, g.const(p[b + ".weight"], b + ".weight"),
+                         g.const(p[b + ".bias"], b + ".bias"))  # fmt: skip
+            s = g.op("Tanh", s) if k == 0 else s
+        g.output(s, name, [L, "batch", Hd])
+    if c.input_feed:  # h~_0 = 0
+        shape = g.op("Concat", g.op("Shape", src, start=0, end=1), g.ints(Hd), axis=0)
+        zero = g.onnx.helper.make_tensor("zero", g.elem, [1], [0.0])
+        g.output(g.op("ConstantOfShape", shape, value=zero), "feed", ["batch", Hd])
+    encoder = g.model("rnnkit translation encoder", translator_graphs.__doc__ or "")
+
+    # one decoder step
+    g = _Graph(model.dtype)
+    token = g.input("token", ["batch"], i64)
+    state = [g.input(n, [L, "batch", Hd]) for n in names]
+    x = g.embed(g.const(p["decoder.embedding.weight"], "decoder.embedding.weight"), token)
+    if c.input_feed:
+        x = g.op("Concat", x, g.input("feed", ["batch", Hd]), axis=1)  # [embed(y); h~_{t-1}]
+    y_tm, finals = _stack(g, model.decoder, g.op("Unsqueeze", x, g.ints(0)), None, state,
+                          "decoder.rnn.")  # fmt: skip
+    h = g.batch_first(y_tm)  # (B, 1, Hd)
+    if memory:
+        keys = g.input("keys", ["batch", "src_time", M])
+        proj = g.input("proj", ["batch", "src_time", p[w].shape[0]]) if "proj" in memory else ""
+        src_len = g.input("src_len", ["batch"], i64)
+        mask = g.mask(keys, src_len)
+        h, alpha = _attend(g, model, h, keys, proj, mask)
+        alpha = g.op("Squeeze", alpha, g.ints(1))  # (B, S)
+        if c.reverse_source:  # back to the positions of the source as given
+            alpha = g.op("GatherElements", alpha, _reversal(g, keys, src_len, mask), axis=1)
+    h = g.op("Squeeze", h, g.ints(1))  # (B, Hd)
+    logits = g.linear(h, g.const(p["generator.weight"], "generator.weight"),
+                      g.const(p["generator.bias"], "generator.bias"))  # fmt: skip
+    g.output(g.op("LogSoftmax", logits, axis=-1), "log_probs", ["batch", c.tgt_vocab])
+    for name, final in zip(names, finals, strict=True):
+        g.output(final, name + "_next", [L, "batch", Hd])
+    if c.input_feed:
+        g.output(h, "feed_next", ["batch", Hd])
+    if memory:
+        g.output(alpha, "alpha", ["batch", "src_time"])
+    step = g.model("rnnkit translation decoder step", translator_graphs.__doc__ or "")
+    return {"encoder": encoder, "decoder": step}
+
+
 # --- run folders -------------------------------------------------------------------------------
 
 
-def _lm(run: Path) -> Any:
-    return lm_graph(load_lm(run)[0])
+def _lm(run: Path) -> dict[str, Any]:
+    return {"": lm_graph(load_lm(run)[0])}
 
 
-def _classifier(run: Path) -> Any:
-    return classifier_graph(load_classifier(run).model)
+def _classifier(run: Path) -> dict[str, Any]:
+    return {"": classifier_graph(load_classifier(run).model)}
 
 
-def _tagger(run: Path) -> Any:
-    return tagger_graph(load_tagger(run).model)
+def _tagger(run: Path) -> dict[str, Any]:
+    return {"": tagger_graph(load_tagger(run).model)}
 
 
-# model kind (checkpoint.json's) -> the graph of the run's model, loaded by its recipe
-EXPORTABLE = {KIND_LM: _lm, KIND_CLASSIFIER: _classifier, KIND_TAGGER: _tagger}
+def _translator(run: Path) -> dict[str, Any]:
+    return translator_graphs(load_translator(run).model)
+
+
+# model kind (checkpoint.json's) -> the graphs of the run's model, loaded by its recipe,
+# by the part of the file name they go to ("": the name given; "encoder": NAME.encoder.onnx)
+EXPORTABLE = {KIND_LM: _lm, KIND_CLASSIFIER: _classifier, KIND_TAGGER: _tagger,
+              KIND_MT: _translator}  # fmt: skip
 
 
 @dataclass
 class Exported:
-    """What :func:`export_run` wrote."""
+    """One file that :func:`export_run` wrote."""
 
     path: Path
     kind: str
+    part: str  # "model", or a translation model's "encoder" / "decoder"
     inputs: list[str]  # "name (dims) type"
     outputs: list[str]
     bytes: int
+
+
+def output_paths(out: str | Path, kind: str) -> list[Path]:
+    """The files that exporting a model of ``kind`` to ``out`` writes: ``out`` itself, or
+    for a translation model ``NAME.encoder.onnx`` and ``NAME.decoder.onnx`` beside it.
+
+    >>> [p.name for p in output_paths("runs/fr-en.onnx", "mt")]
+    ['fr-en.encoder.onnx', 'fr-en.decoder.onnx']
+    """
+    out = Path(out)
+    if kind != KIND_MT:
+        return [out]
+    return [out.with_name(f"{out.stem}.{part}{out.suffix or '.onnx'}")
+            for part in ("encoder", "decoder")]  # fmt: skip
 
 
 def _describe(values: Any) -> list[str]:
@@ -431,14 +586,15 @@ def _describe(values: Any) -> list[str]:
     return out
 
 
-def export_run(run: str | Path, out: str | Path, force: bool = False) -> Exported:
-    """Write the model of a run folder (or checkpoint folder) as an ONNX file.
+def export_run(run: str | Path, out: str | Path, force: bool = False) -> list[Exported]:
+    """Write the model of a run folder (or checkpoint folder) as ONNX.
 
-    The run's weights are loaded as ``rnnkit lm sample`` / ``classify predict`` / ``tag``
-    load them (``best/`` preferred, else ``checkpoint/``). The graph is checked with
-    ``onnx.checker`` (full check: types and shapes) and written atomically; the file's
-    metadata keeps the model kind, its configuration and the run's vocabularies (JSON, as in
-    ``checkpoint.json``), so the file alone maps words to ids.
+    The run's weights are loaded as ``rnnkit lm sample`` / ``classify predict`` / ``tag`` /
+    ``mt translate`` load them (``best/`` preferred, else ``checkpoint/``). Each graph is
+    checked with ``onnx.checker`` (full check: types and shapes) and written atomically;
+    its metadata keeps the model kind, its configuration and the run's vocabularies (JSON,
+    as in ``checkpoint.json``), so the file alone maps words to ids. A translation model
+    gives two files (:func:`output_paths`, :func:`translator_graphs`).
 
     Args:
         run: the run folder.
@@ -449,32 +605,41 @@ def export_run(run: str | Path, out: str | Path, force: bool = False) -> Exporte
             folder or an existing file (without ``force``), onnx not installed.
     """
     onnx = require_onnx()
-    out = Path(out)
-    if out.is_dir():
+    if Path(out).is_dir():
         raise RnnkitError(f"{out}: is a directory; give the path of the .onnx file to write")
-    if out.exists() and not force:
-        raise RnnkitError(f"{out}: exists; pass --force to replace it")
     if not Path(run).is_dir():
         raise RnnkitError(f"{run}: no such run folder")
     ck = load_checkpoint(run_checkpoint(run))
     if ck.kind not in EXPORTABLE:
         raise RnnkitError(f"{ck.path}: holds a {ck.kind!r} model; ONNX export covers "
                           f"{', '.join(sorted(EXPORTABLE))}")  # fmt: skip
-    model = EXPORTABLE[ck.kind](Path(run))
-    onnx.helper.set_model_props(model, {
-        "rnnkit_kind": ck.kind,
-        "rnnkit_config": json.dumps(ck.config.get("model", {})),
-        "rnnkit_vocab": json.dumps(ck.vocab),
-        "rnnkit_source": str(ck.path),
-    })  # fmt: skip
-    if model.ByteSize() > MAX_BYTES:
-        raise RnnkitError(f"{run}: the model is too large for one ONNX file (2 GiB)")
-    try:
-        onnx.checker.check_model(model, full_check=True)
-    except Exception as e:  # onnx raises its own ValidationError / InferenceError
-        raise RnnkitError(f"ONNX export of {run}: the graph fails onnx.checker "
-                          f"({str(e).splitlines()[0]})") from None  # fmt: skip
-    data = model.SerializeToString()
-    atomic_write_bytes(out, data)
-    return Exported(out, ck.kind, _describe(model.graph.input), _describe(model.graph.output),
-                    len(data))  # fmt: skip
+    paths = output_paths(out, ck.kind)
+    for path in paths:
+        if path.is_dir():
+            raise RnnkitError(f"{path}: is a directory")
+        if path.exists() and not force:
+            raise RnnkitError(f"{path}: exists; pass --force to replace it")
+    graphs = EXPORTABLE[ck.kind](Path(run))
+    blobs = []
+    for (part, model), path in zip(graphs.items(), paths, strict=True):
+        onnx.helper.set_model_props(model, {
+            "rnnkit_kind": ck.kind,
+            "rnnkit_part": part or "model",
+            "rnnkit_config": json.dumps(ck.config.get("model", {})),
+            "rnnkit_vocab": json.dumps(ck.vocab),
+            "rnnkit_source": str(ck.path),
+        })  # fmt: skip
+        if model.ByteSize() > MAX_BYTES:
+            raise RnnkitError(f"{run}: the model is too large for one ONNX file (2 GiB)")
+        try:
+            onnx.checker.check_model(model, full_check=True)
+        except Exception as e:  # onnx raises its own ValidationError / InferenceError
+            raise RnnkitError(f"ONNX export of {run}: the graph fails onnx.checker "
+                              f"({str(e).splitlines()[0]})") from None  # fmt: skip
+        blobs.append((path, part or "model", model, model.SerializeToString()))
+    done = []
+    for path, part, model, data in blobs:  # every graph built and checked before any written
+        atomic_write_bytes(path, data)
+        done.append(Exported(path, ck.kind, part, _describe(model.graph.input),
+                             _describe(model.graph.output), len(data)))  # fmt: skip
+    return done
