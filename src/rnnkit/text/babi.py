@@ -98,10 +98,10 @@ def read_babi(path: str | Path, task: int | None = None) -> BabiData:
     """Read one bAbI file (plain or gzip); ``task`` defaults to N of a name ``qaN_...``.
 
     Raises:
-        RnnkitError naming the file and line for a line that is not ``ID text``, an ID out of
-        sequence, a question line without answer fields, an empty statement, question or
-        answer, a supporting-fact ID that is not an earlier statement of the same story, a
-        question before any statement of its story, or a file without questions.
+        RnnkitError: naming the file and line, for a line that is not ``ID text``, an ID out
+            of sequence, a question line without answer fields, an empty statement, question
+            or answer, a supporting-fact ID that is not an earlier statement of the same
+            story, a question before any statement of its story, or a file without questions.
 
     Example:
         >>> import tempfile, os

@@ -59,8 +59,8 @@ def read_word2vec_text(
         (ids (K,), vectors (K, D) float64) for the K vocabulary words found.
 
     Raises:
-        RnnkitError naming the file and line for a bad header, a line with the wrong number
-        of values, or a value that is not a number.
+        RnnkitError: naming the file and line, for a bad header, a line with the wrong
+            number of values, or a value that is not a number.
 
     Example:
         >>> import tempfile, os
@@ -166,8 +166,8 @@ def read_labelled_tsv(path: str | Path, lower: bool = False, encoding: str = "ut
     split at whitespace (SST-2 is tokenised already); ``lower`` lowercases them.
 
     Raises:
-        RnnkitError naming file and line for a line with a wrong number of columns, an empty
-        sentence or an empty label.
+        RnnkitError: naming file and line, for a line with a wrong number of columns, an
+            empty sentence or an empty label.
 
     Example:
         >>> import tempfile, os
@@ -293,9 +293,9 @@ def read_tagged(
             single column).
 
     Raises:
-        RnnkitError naming file and line: a token line with a different number of columns
-        than the file's first one, a CoNLL-U line without 10 columns, a missing tag (``_``
-        in CoNLL-U).
+        RnnkitError: naming file and line, for a token line with a different number of
+            columns than the file's first one, a CoNLL-U line without 10 columns, a missing
+            tag (``_`` in CoNLL-U).
 
     Example:
         >>> lines = ["-DOCSTART- -X- O O", "", "EU NNP I-NP I-ORG", "rejects VBZ I-VP O", ""]
