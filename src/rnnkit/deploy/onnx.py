@@ -154,13 +154,12 @@ class _Graph:
         self.outputs.append(self.onnx.helper.make_tensor_value_info(name, elem or self.elem,
                                                                     shape))  # fmt: skip
 
-    def model(self, name: str, doc: str, metadata: dict[str, str] | None = None) -> Any:
+    def model(self, name: str, doc: str) -> Any:
         h = self.onnx.helper
         graph = h.make_graph(self.nodes, name, self.inputs, self.outputs, self.inits)
         model = h.make_model(graph, producer_name="rnnkit", doc_string=doc,
                              opset_imports=[h.make_opsetid("", OPSET)])  # fmt: skip
         model.ir_version = IR_VERSION
-        h.set_model_props(model, dict(metadata or {}))
         return model
 
     # --- pieces shared by the graphs ---------------------------------------------------------
