@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 from typing import Any
 
 import click
@@ -117,7 +116,9 @@ def eval_cmd(run: str, split: str, data: str | None, rescore: bool, as_json: boo
     model = load_music(run)
     scoring_history(run, split, rescore)  # a second test scoring stops here, before scoring
     figs = evaluate_music(model, split, data)
-    command = shlex.join(["rnnkit", *sys.argv[1:]]) if sys.argv[1:] else "rnnkit music eval"
+    words = ["rnnkit", "music", "eval", run, "--split", split]
+    words += (["--data", data] if data else []) + (["--rescore"] if rescore else [])
+    command = shlex.join(words)  # this command, rebuilt from its arguments
     record = record_evaluation(run, split, figs, command, rescore=rescore)
     if as_json:
         click.echo(json.dumps(record))
