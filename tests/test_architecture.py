@@ -25,6 +25,7 @@ LEVELS = {
     "rnnkit.diagnostics": 6,
     "rnnkit.deploy": 6,
     "rnnkit.cli": 7,
+    "rnnkit.api": 7,
 }
 TOP = {"rnnkit", "rnnkit.__main__"}  # the public face: may import anything
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -14,22 +13,20 @@ from rnnkit.cli.options import (
     POSITIVE,
     PROB,
     check_resume,
+    config_option,
     exit_if_interrupted,
     loop_options,
     read_inputs,
     run_options,
 )
-from rnnkit.io import RnnkitError
 from rnnkit.recipes.task import (
-    KIND_CLASSIFIER,
-    ClassifyTrainConfig,
+    ClassifyData,
     ensemble_probabilities,
     evaluate_classifier,
     load_classifier,
-    train_classifier,
+    run_classifier,
 )
 from rnnkit.text.readers import read_labelled_tsv, read_sentences
-from rnnkit.train.checkpoint import load_checkpoint
 
 
 @click.group(name="classify")
@@ -72,9 +69,9 @@ def group() -> None:
 @click.option("--dropout", type=PROB, help="Between layers and on the pooled vector.")
 @loop_options
 @run_options("runs/classify")
+@config_option
 def train_cmd(
-    train: str | None, valid: str | None, test: str | None, pretrained: str | None,
-    encoding: str, out: str, resume: bool, max_steps: int | None, progress: bool,
+    train: str | None, out: str, resume: bool, max_steps: int | None, progress: bool,
     **options: Any,
 ) -> None:  # fmt: skip
     """Train a classifier on TRAIN, a TSV file of sentence and label columns.
@@ -83,40 +80,13 @@ def train_cmd(
     the columns sentence<TAB>label. Sentences are split at whitespace. Prints per-epoch
     validation accuracy; OUT/best holds the weights of the best epoch.
     """
-    given = {k: v for k, v in options.items() if v is not None}
     if resume:
-        check_resume(given, ("pretrained",) if pretrained else ())
-        ck = load_checkpoint(Path(out) / "checkpoint", kind=KIND_CLASSIFIER)
-        desc = ck.config.get("data") or {}
-        train = train or desc.get("train")
-        valid = valid or desc.get("valid")
-        test = test or desc.get("test")
-        encoding = desc.get("encoding", encoding)
-        lower = bool(ck.config.get("train", {}).get("lower", False))
-        cfg = None
-    else:
-        if not train:
-            raise click.UsageError("missing the TRAIN file")
-        cfg = ClassifyTrainConfig(**given)
-        lower = cfg.lower
-    if not train:
-        raise RnnkitError(f"{out}: the checkpoint does not name its training file; give TRAIN")
-    data = {"train": train, "valid": valid, "test": test, "pretrained": pretrained,
-            "encoding": encoding}  # fmt: skip
-    summary = train_classifier(
-        cfg,
-        read_labelled_tsv(train, lower, encoding),
-        out,
-        valid=read_labelled_tsv(valid, lower, encoding) if valid else None,
-        test=read_labelled_tsv(test, lower, encoding) if test else None,
-        pretrained=pretrained,
-        resume=resume,
-        epochs=given.get("epochs"),
-        progress=progress,
-        max_steps=max_steps,
-        echo=click.echo,
-        data=data,
-    )
+        check_resume(options, ("pretrained",) if options.get("pretrained") else (),
+                     data=ClassifyData)  # fmt: skip
+    elif not train:
+        raise click.UsageError("missing the TRAIN file")
+    summary = run_classifier({**options, "train": train}, out, resume=resume, progress=progress,
+                             max_steps=max_steps, echo=click.echo)  # fmt: skip
     exit_if_interrupted(summary)
 
 

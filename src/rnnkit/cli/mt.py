@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -18,6 +17,7 @@ from rnnkit.cli.options import (
     POSITIVE,
     PROB,
     check_resume,
+    config_option,
     exit_if_interrupted,
     loop_options,
     read_inputs,
@@ -31,10 +31,9 @@ from rnnkit.models.translate import (
     translate_lines,
     translate_tokens,
 )
-from rnnkit.recipes.mt import KIND, MTTrainConfig, load_translator, train_mt
+from rnnkit.recipes.mt import MTData, load_translator, run_mt
 from rnnkit.text.bleu import SMOOTHING, corpus_bleu
 from rnnkit.text.parallel import read_parallel, tokenize
-from rnnkit.train.checkpoint import load_checkpoint
 
 _DECODE_OPTIONS = [
     click.option("--beam", "beam_size", type=click.IntRange(min=1), default=5, show_default=True,
@@ -94,11 +93,9 @@ def group() -> None:
 @click.option("--dropout", type=PROB)
 @loop_options
 @run_options("runs/mt")
-def train_cmd(
-    src: str | None, tgt: str | None, valid_src: str | None, valid_tgt: str | None,
-    encoding: str, out: str, resume: bool, max_steps: int | None, progress: bool,
-    **options: Any,
-) -> None:  # fmt: skip
+@config_option
+def train_cmd(out: str, resume: bool, max_steps: int | None, progress: bool,
+              **options: Any) -> None:  # fmt: skip
     """Train a translation model on aligned --src/--tgt files (one sentence per line).
 
     Prints validation loss and BLEU (greedy) after each epoch; OUT/best keeps the weights of
@@ -106,33 +103,15 @@ def train_cmd(
     counted. Defaults: bidirectional GRU 256 -> GRU 512 with general attention and input
     feeding, 13a tokens, words seen once -> <unk>, Adam 1e-3, batch 64, 10 epochs.
     """
-    given = {k: v for k, v in options.items() if v is not None}
     if resume:
-        check_resume(given)
-        ck = load_checkpoint(Path(out) / "checkpoint", kind=KIND)
-        desc = ck.config.get("data") or {}
-        src, tgt = src or desc.get("src"), tgt or desc.get("tgt")
-        valid_src = valid_src or desc.get("valid_src")
-        valid_tgt = valid_tgt or desc.get("valid_tgt")
-        encoding = desc.get("encoding", encoding)
-        cfg = MTTrainConfig.from_dict(ck.config["train"])
-        new_cfg = None
+        check_resume(options, data=MTData)
     else:
-        cfg = new_cfg = MTTrainConfig(**given)
-    if not src or not tgt:
-        raise click.UsageError("--src and --tgt are required")
-    if bool(valid_src) != bool(valid_tgt):
-        raise click.UsageError("--valid-src and --valid-tgt go together")
-    train = read_parallel(src, tgt, cfg.tokenize, cfg.lower, cfg.max_len, encoding)
-    valid = None
-    if valid_src and valid_tgt:
-        valid = read_parallel(valid_src, valid_tgt, cfg.tokenize, cfg.lower, None, encoding,
-                              skip_empty=False)  # fmt: skip
-    data = {"src": src, "tgt": tgt, "valid_src": valid_src, "valid_tgt": valid_tgt,
-            "encoding": encoding}  # fmt: skip
-    summary = train_mt(new_cfg, train, out, valid=valid, resume=resume,
-                       epochs=given.get("epochs"), progress=progress, max_steps=max_steps,
-                       echo=click.echo, data=data)  # fmt: skip
+        if not options.get("src") or not options.get("tgt"):
+            raise click.UsageError("--src and --tgt are required")
+        if bool(options.get("valid_src")) != bool(options.get("valid_tgt")):
+            raise click.UsageError("--valid-src and --valid-tgt go together")
+    summary = run_mt(options, out, resume=resume, progress=progress, max_steps=max_steps,
+                     echo=click.echo)  # fmt: skip
     exit_if_interrupted(summary)
 
 

@@ -1,24 +1,31 @@
 """Options, arguments and run handling shared by several command groups (``rnnkit classify``,
 ``tag``, ``mt``, ``qa``, ``lm``, ``diagnostics``): click parameter types, the training-loop
-options (:func:`loop_options`), the run options (:func:`run_options`), the ``--resume``
-check, the Ctrl-C exit code, and reading command inputs from files or standard input.
+options (:func:`loop_options`), the run options (:func:`run_options`), run configs
+(:func:`config_option`: ``--config run.toml``), the ``--resume`` check, the Ctrl-C exit
+code, and reading command inputs from files or standard input.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from rnnkit.io import RnnkitError, read_lines
+from rnnkit.train import runconfig
 
 __all__ = [
+    "NOT_SETTINGS",
     "POSITIVE",
     "POSITIVE_FLOAT",
     "PROB",
     "check_resume",
+    "config_option",
     "exit_if_interrupted",
     "loop_options",
     "read_inputs",
@@ -72,15 +79,83 @@ def run_options(default_out: str) -> Callable[[Callable[..., Any]], Callable[...
     return wrap
 
 
-def check_resume(given: dict[str, Any], extra: tuple[str, ...] = ()) -> None:
-    """On --resume only --epochs may change."""
-    changed = sorted(set(given) - {"epochs"}) + list(extra)
-    if changed:
-        names = ", ".join("--" + k.replace("_", "-") for k in changed)
-        raise click.UsageError(
-            f"--resume continues with the checkpoint's settings; only --epochs may change "
-            f"(got {names})"
-        )
+def check_resume(given: dict[str, Any], extra: tuple[str, ...] = (), data: type | None = None
+                 ) -> None:  # fmt: skip
+    """On --resume only --epochs may change (a usage error, exit 2); the fields of the
+    dataclass ``data`` (the data files) may be given."""
+    if data is not None:
+        given = runconfig.split_settings(given, data)[1]
+    try:
+        runconfig.check_resume(given, extra)
+    except RnnkitError as e:
+        raise click.UsageError(str(e)) from None
+
+
+# --- run configs ---------------------------------------------------------------------------
+
+# parameters of a train command that say how to run it, not what the run is: never in a file
+NOT_SETTINGS = ("config", "out", "resume", "progress", "max_steps")
+_NO_DEFAULT = (None, getattr(click.core, "UNSET", None))  # click >= 8.2 marks "no default"
+
+
+def _file_settings(ctx: click.Context, path: str) -> dict[str, Any]:
+    """The settings of the TOML file ``path``, each converted (and checked) by its option's
+    click type; an unknown key or a bad value is one line naming the key and the file."""
+    params = {p.name: p for p in ctx.command.params if p.name not in NOT_SETTINGS}
+    out: dict[str, Any] = {}
+    for key, value in runconfig.read_config(path).items():
+        p = params.get(key)
+        if p is None:
+            if key in NOT_SETTINGS:
+                raise RnnkitError(f"{path}: {key!r} is not a run setting; give --"
+                                  f"{key.replace('_', '-')} on the command line")  # fmt: skip
+            raise runconfig.unknown_key(key, params, path, ctx.command_path)
+        many = p.nargs != 1 or getattr(p, "multiple", False)
+        flag = isinstance(p.type, click.types.BoolParamType)
+        if value is False and not flag and not many and p.default in _NO_DEFAULT:
+            out[key] = None  # TOML has no null: false stands for "none"
+            continue
+        if isinstance(value, str) and many:
+            value = [value]  # one file where a list is expected
+        try:
+            out[key] = p.type_cast_value(ctx, value)
+        except click.BadParameter as e:
+            raise RnnkitError(f"{path}: {key}: {e.message}") from None
+        except (TypeError, ValueError):
+            raise RnnkitError(f"{path}: {key}: expected {p.type.name}, got {value!r}") from None
+    return out
+
+
+def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--config FILE`` to a train command: its settings from a TOML file
+    (:mod:`rnnkit.train.runconfig`), the command line overriding the file.
+
+    Every parameter of the command but those of :data:`NOT_SETTINGS` is a setting; its key
+    is the parameter's name (the option with underscores: ``batch_size``). The command gets
+    its named parameters as usual (the file's value where the command line gave none), and
+    in ``**options`` only the settings given on the command line or in the file, so that
+    ``options`` is what the user asked for and the recipe fills in the rest.
+    """
+    named = {n for n, p in inspect.signature(f).parameters.items() if p.kind != p.VAR_KEYWORD}
+    unset = (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP, None)
+
+    @functools.wraps(f)
+    def wrapper(config: str | None, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        given = {k for k in kwargs if ctx.get_parameter_source(k) not in unset}
+        if config is not None:
+            for key, value in _file_settings(ctx, config).items():
+                if key not in given:
+                    kwargs[key] = value
+                    given.add(key)
+        return f(**{k: v for k, v in kwargs.items() if k in named or k in given})
+
+    return click.option(
+        "--config", type=click.Path(dir_okay=False),
+        help="Settings from a TOML file (keys: the option names with underscores, e.g. "
+             "batch_size = 32; a run's OUT/config.toml re-runs it); options given here "
+             "override it.",
+    )(wrapper)  # fmt: skip
 
 
 def exit_if_interrupted(summary: dict[str, Any]) -> None:

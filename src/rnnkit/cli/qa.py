@@ -13,39 +13,37 @@ from rnnkit.cli.options import (
     POSITIVE,
     PROB,
     check_resume,
+    config_option,
     exit_if_interrupted,
     loop_options,
     run_options,
 )
-from rnnkit.io import RnnkitError
 from rnnkit.models.qa import draw_attention
 from rnnkit.recipes.qa import (
     KIND_QA,
-    QATrainConfig,
+    QAData,
     answer_question,
     evaluate_qa,
     format_evaluation,
     load_qa,
-    train_qa,
+    read_babi_files,
+    run_qa,
 )
-from rnnkit.text.babi import BabiData, babi_files, read_babi, read_story, task_number
+from rnnkit.text.babi import babi_files, read_story, task_number
 from rnnkit.train.checkpoint import load_checkpoint
 from rnnkit.train.loop import run_checkpoint
 
 TASK_HELP = "bAbI task number 1-20 or 'all' (picks the files of a directory argument)."
 
 
-def _read_all(files: list[Path]) -> BabiData:
-    data = read_babi(files[0])
-    for f in files[1:]:
-        data = data + read_babi(f)
-    return data
-
-
-def _inputs(inputs: tuple[str, ...], task: str | None, split: str) -> list[Path]:
+def _check_task(inputs: tuple[str, ...], task: str | None) -> None:
     if any(Path(p).is_dir() for p in inputs) and task is None:
         raise click.UsageError("--task: give a task number (1-20) or 'all' to pick the files "
                                "of a directory")  # fmt: skip
+
+
+def _inputs(inputs: tuple[str, ...], task: str | None, split: str) -> list[Path]:
+    _check_task(inputs, task)
     return babi_files(inputs, task or "all", split)
 
 
@@ -57,7 +55,7 @@ def group() -> None:
 @group.command("train")
 @click.argument("inputs", nargs=-1, type=click.Path())
 @click.option("--task", help=TASK_HELP)
-@click.option("--test", "tests", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--test", multiple=True, type=click.Path(dir_okay=False),
               help="Test file(s), scored at the end (default: a directory's).")  # fmt: skip
 @click.option("--no-test", is_flag=True, help="Do not score a directory's test files.")
 @click.option("--model", type=click.Choice(["attentive", "lstm"]))
@@ -91,38 +89,21 @@ def group() -> None:
               help="Last fraction of each training file's stories, for validation.")  # fmt: skip
 @loop_options
 @run_options("runs/qa")
+@config_option
 def train_cmd(
-    inputs: tuple[str, ...], task: str | None, tests: tuple[str, ...], no_test: bool,
-    out: str, resume: bool, max_steps: int | None, progress: bool, **options: Any,
+    inputs: tuple[str, ...], out: str, resume: bool, max_steps: int | None, progress: bool,
+    **options: Any,
 ) -> None:  # fmt: skip
     """Train on INPUTS: bAbI training files, or directories (with --task) holding
     qaN_*_train.txt files (e.g. ../shared/data/babi/en)."""
-    given = {k: v for k, v in options.items() if v is not None}
     if resume:
-        check_resume(given, ("INPUTS",) if inputs else ())
-        ck = load_checkpoint(Path(out) / "checkpoint", kind=KIND_QA)
-        desc = ck.config.get("data") or {}
-        train_files = [Path(p) for p in desc.get("train") or []]
-        test_files = [Path(p) for p in desc.get("test") or []]
-        if not train_files:
-            raise RnnkitError(f"{out}: the checkpoint does not name its training files")
-        cfg = None
+        check_resume(options, ("INPUTS",) if inputs else (), data=QAData)
+    elif not inputs:
+        raise click.UsageError("missing INPUTS (bAbI training files or a directory)")
     else:
-        if not inputs:
-            raise click.UsageError("missing INPUTS (bAbI training files or a directory)")
-        train_files = _inputs(inputs, task, "train")
-        test_files = [Path(p) for p in tests]
-        if not tests and not no_test:
-            dirs = tuple(p for p in inputs if Path(p).is_dir())
-            test_files = babi_files(dirs, task or "all", "test") if dirs else []
-        cfg = QATrainConfig(**given)
-    data = {"train": [str(p) for p in train_files], "test": [str(p) for p in test_files]}
-    summary = train_qa(
-        cfg, _read_all(train_files), out,
-        test=_read_all(test_files) if test_files else None, resume=resume,
-        epochs=given.get("epochs"), progress=progress, max_steps=max_steps, echo=click.echo,
-        data=data,
-    )  # fmt: skip
+        _check_task(inputs, options.get("task"))
+    summary = run_qa({**options, "inputs": list(inputs)}, out, resume=resume, progress=progress,
+                     max_steps=max_steps, echo=click.echo)  # fmt: skip
     exit_if_interrupted(summary)
 
 
@@ -141,7 +122,7 @@ def eval_cmd(checkpoint: str, inputs: tuple[str, ...], task: str | None, split: 
         ck = load_checkpoint(run_checkpoint(checkpoint), kind=KIND_QA)
         trained = {task_number(p) for p in (ck.config.get("data") or {}).get("train") or []}
         task = str(trained.pop()) if len(trained) == 1 and 0 not in trained else "all"
-    res = evaluate_qa(reader, _read_all(_inputs(inputs, task, split)))
+    res = evaluate_qa(reader, read_babi_files(_inputs(inputs, task, split)))
     if as_json:
         click.echo(json.dumps(res))
         return

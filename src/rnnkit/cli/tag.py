@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import click
@@ -12,22 +11,20 @@ from rnnkit.cli.options import (
     POSITIVE,
     PROB,
     check_resume,
+    config_option,
     exit_if_interrupted,
     loop_options,
     read_inputs,
     run_options,
 )
-from rnnkit.io import RnnkitError
 from rnnkit.recipes.task import (
-    KIND_TAGGER,
-    TagTrainConfig,
+    TagData,
     evaluate_tagger,
     load_tagger,
+    run_tagger,
     tag_sentences,
-    train_tagger,
 )
 from rnnkit.text.readers import CONLLU_TAGS, TaggedCorpus, read_tagged
-from rnnkit.train.checkpoint import load_checkpoint
 
 FORMATS = ["auto", "conll", "conllu"]
 
@@ -47,7 +44,6 @@ def group() -> None:
 @click.option("--test", type=click.Path(dir_okay=False), help="Test file, scored at the end.")
 @click.option(
     "--format",
-    "fmt",
     type=click.Choice(FORMATS),
     default="auto",
     show_default=True,
@@ -80,50 +76,23 @@ def group() -> None:
 )
 @loop_options
 @run_options("runs/tag")
+@config_option
 def train_cmd(
-    train: str | None, valid: str | None, test: str | None, fmt: str, tag_column: str | None,
-    pretrained: str | None, encoding: str, out: str, resume: bool, max_steps: int | None,
-    progress: bool, **options: Any,
+    train: str | None, out: str, resume: bool, max_steps: int | None, progress: bool,
+    **options: Any,
 ) -> None:  # fmt: skip
     """Train a tagger on TRAIN: CoNLL columns (word first, tag last) or CoNLL-U (gzip ok).
 
     Chunk tags (O, B-X, I-X) are scored by span F1 with conlleval semantics, others by token
     accuracy; OUT/best holds the weights of the best validation epoch.
     """
-    given = {k: v for k, v in options.items() if v is not None}
     if resume:
-        check_resume(given, ("pretrained",) if pretrained else ())
-        ck = load_checkpoint(Path(out) / "checkpoint", kind=KIND_TAGGER)
-        desc = ck.config.get("data") or {}
-        train = train or desc.get("train")
-        valid = valid or desc.get("valid")
-        test = test or desc.get("test")
-        fmt = desc.get("format", fmt)
-        tag_column = desc.get("tag_column", tag_column)
-        encoding = desc.get("encoding", encoding)
-        cfg = None
-    else:
-        if not train:
-            raise click.UsageError("missing the TRAIN file")
-        cfg = TagTrainConfig(**given)
-    if not train:
-        raise RnnkitError(f"{out}: the checkpoint does not name its training file; give TRAIN")
-    data = {"train": train, "valid": valid, "test": test, "format": fmt,
-            "tag_column": tag_column, "pretrained": pretrained, "encoding": encoding}  # fmt: skip
-    summary = train_tagger(
-        cfg,
-        _read(train, fmt, tag_column, encoding),
-        out,
-        valid=_read(valid, fmt, tag_column, encoding) if valid else None,
-        test=_read(test, fmt, tag_column, encoding) if test else None,
-        pretrained=pretrained,
-        resume=resume,
-        epochs=given.get("epochs"),
-        progress=progress,
-        max_steps=max_steps,
-        echo=click.echo,
-        data=data,
-    )
+        check_resume(options, ("pretrained",) if options.get("pretrained") else (),
+                     data=TagData)  # fmt: skip
+    elif not train:
+        raise click.UsageError("missing the TRAIN file")
+    summary = run_tagger({**options, "train": train}, out, resume=resume, progress=progress,
+                         max_steps=max_steps, echo=click.echo)  # fmt: skip
     exit_if_interrupted(summary)
 
 

@@ -18,19 +18,21 @@ Output folder layout::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rnnkit.io import RnnkitError, atomic_write
+from rnnkit.io import RnnkitError, atomic_write, read_text
 from rnnkit.models.lm import LanguageModel, LMConfig, bits_per_char, perplexity
 from rnnkit.text.vocab import Vocab
+from rnnkit.train.callbacks import Callback, any_stop
 from rnnkit.train.checkpoint import (
     load_checkpoint,
     rng_state,
@@ -39,15 +41,16 @@ from rnnkit.train.checkpoint import (
 )
 from rnnkit.train.clip import clip_grad_norm, clip_grad_value, l2_penalty
 from rnnkit.train.data import TBPTTStream
+from rnnkit.train.logs import MetricsLog, Throughput, grad_norm, group_grad_norms
 from rnnkit.train.loop import (
     OPTIMIZERS,
-    MetricsLog,
     StopFlag,
     load_run,
     make_optimizer,
     progress_bar,
 )
 from rnnkit.train.optim import StepDecay
+from rnnkit.train.runconfig import check_resume, check_settings, split_settings, write_config
 
 KIND = "lm"
 
@@ -165,6 +168,45 @@ class Corpus:
         return cls(text[:a], text[a:b], text[b:])
 
 
+@dataclass
+class LMData:
+    """Where a run's texts come from: the data settings of ``rnnkit lm train`` (and of
+    :func:`run_lm`), written to ``OUT/config.toml`` beside :class:`LMTrainConfig`'s."""
+
+    text: list[str] = field(default_factory=list)  # training texts; none: Tiny Shakespeare
+    valid: str | None = None  # none: the last 5% of the training text
+    test: str | None = None  # none (and no valid): the 5% before the validation part
+    encoding: str = "utf-8"
+
+
+def read_corpus(
+    texts: Sequence[str], valid: str | None, test: str | None, encoding: str = "utf-8"
+) -> tuple[Corpus, dict[str, Any]]:
+    """The texts of :class:`LMData`'s settings, and a description of them for the checkpoint.
+
+    Without ``valid``, the last 5% of the training text is held out for validation (and 5%
+    more for testing, without ``test``).
+    """
+    desc = {"train": list(texts) or "bundled", "valid": valid, "test": test, "encoding": encoding}
+    if texts:
+        train = "".join(read_text(t, encoding) for t in texts)
+    else:
+        train = bundled_corpus()
+    v = read_text(valid, encoding) if valid else None
+    t = read_text(test, encoding) if test else None
+    if v is None:
+        split = Corpus.split(train, 0.05, 0.05 if t is None else 0.0)
+        return Corpus(split.train, split.valid, t if t is not None else split.test), desc
+    return Corpus(train, v, t), desc
+
+
+def _inputs_of(desc: Mapping[str, Any]) -> dict[str, Any]:
+    """The :class:`LMData` settings of a checkpoint's data description."""
+    train = desc.get("train")
+    return {"text": [] if train == "bundled" else list(train or ()), "valid": desc.get("valid"),
+            "test": desc.get("test"), "encoding": desc.get("encoding", "utf-8")}  # fmt: skip
+
+
 def bundled_corpus() -> str:
     """Tiny Shakespeare (Karpathy's char-rnn data, public domain), shipped with rnnkit."""
     import gzip
@@ -231,6 +273,8 @@ def train_lm(
     max_steps: int | None = None,
     echo: Callable[[str], None] = print,
     data: dict[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
+    inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train (or, with ``resume``, continue training) a language model; see the module doc.
 
@@ -243,6 +287,9 @@ def train_lm(
             saving a checkpoint as Ctrl-C does.
         data: a JSON-able description of where the texts came from, kept in the checkpoint
             so that a resume can read them again.
+        callbacks: hooks after every step and epoch (:mod:`rnnkit.train.callbacks`).
+        inputs: the data settings of :class:`LMData` (file names); with the training
+            config they are written to ``OUT/config.toml``.
 
     Returns:
         The summary (also written to ``OUT/summary.json``).
@@ -292,7 +339,10 @@ def train_lm(
         if "h" in ck.arrays:
             state = (ck.arrays["h"], ck.arrays["c"]) if "c" in ck.arrays else ck.arrays["h"]
     out.mkdir(parents=True, exist_ok=True)
-    logger = MetricsLog(out, step if resume else None)
+    if inputs is not None:
+        write_config(out, "lm train", {**inputs, **asdict(cfg)})
+    logger = MetricsLog(out, step if resume else None, echo=echo)
+    meter = Throughput()
 
     def save() -> None:
         arrays = {}
@@ -323,14 +373,16 @@ def train_lm(
     )
     stopper = StopFlag()
     stopped = False
+    stopped_early = None
     steps_this_call = 0
-    with stopper.installed():
+    with stopper.installed(), contextlib.closing(logger):
         while stream.epoch < cfg.epochs and not stopped:
             epoch = stream.epoch + 1
             bar = progress_bar(len(stream), stream.position, epoch, cfg.epochs, progress,
                                unit="win")  # fmt: skip
             t0, tokens, run_loss = time.perf_counter(), 0, []
             for x, y in stream:
+                meter.start()
                 if stream.position == 1:  # the first window of an epoch: fresh state
                     state = None
                 loss, state, cache = model.forward(x, y, state, training=True)
@@ -338,22 +390,30 @@ def train_lm(
                 model.backward(cache, dloss=float(x.shape[1]) if cfg.loss == "sum-time" else 1.0)
                 if cfg.l2 > 0:
                     l2_penalty(model.params, model.grads, cfg.l2)
+                logged = (step + 1) % cfg.log_every == 0
+                layers = group_grad_norms(model.grads) if logged else {}  # before clipping
                 if cfg.clip_norm is not None:
                     gnorm = clip_grad_norm(model.grads, cfg.clip_norm)
                 else:
-                    gnorm = math.sqrt(sum(float(np.vdot(g, g)) for g in model.grads.values()))
+                    gnorm = grad_norm(model.grads.values())
                 if cfg.clip_value is not None:
                     clip_grad_value(model.grads, cfg.clip_value)
                 opt.step()
+                meter.stop(tokens=y.size)
                 step += 1
                 steps_this_call += 1
                 tokens += y.size
                 run_loss.append(loss)
                 if not math.isfinite(loss):
                     raise RnnkitError(f"training diverged at step {step} (loss {loss}); lower --lr")
-                if step % cfg.log_every == 0:
-                    logger.log({"type": "train", "step": step, "epoch": epoch, "loss": loss,
-                                "grad_norm": gnorm, "lr": opt.lr})  # fmt: skip
+                rec = {"type": "train", "step": step, "epoch": epoch, "loss": loss,
+                       "grad_norm": gnorm, "lr": opt.lr}  # fmt: skip
+                if logged:
+                    rec.update(meter.rates())
+                    rec.update(layers)
+                    logger.log(rec)
+                if any_stop(callbacks, "on_step", rec):
+                    stopped = True
                 if bar is not None:
                     rate = tokens / max(time.perf_counter() - t0, 1e-9)
                     recent = float(np.mean(run_loss[-20:]))
@@ -364,6 +424,7 @@ def train_lm(
                     save()
                 if stopper.stop or (max_steps is not None and steps_this_call >= max_steps):
                     stopped = True
+                if stopped:
                     break
             if bar is not None:
                 bar.close()
@@ -392,13 +453,17 @@ def train_lm(
                 v_loss, v_ppl = record["valid_loss"], record["valid_perplexity"]
                 msg += f", valid loss {v_loss:.4f} (perplexity {v_ppl:.2f})"
             echo(msg)
+            if any_stop(callbacks, "on_epoch", record) and stream.epoch < cfg.epochs:
+                stopped_early = stream.epoch
+                echo(f"stopped early after epoch {stream.epoch} (a callback asked)")
+                break
         if stopped:
             save()
             echo(f"stopped at step {step}: checkpoint saved in {out / 'checkpoint'}; "
                  "continue with --resume")  # fmt: skip
 
     summary: dict[str, Any] = {"steps": step, "epochs_completed": stream.epoch,
-                               "complete": not stopped}  # fmt: skip
+                               "complete": not stopped, "stopped_early": stopped_early}  # fmt: skip
     if not stopped:
         if valid_ids is not None:
             summary["valid"] = figures(evaluate(model, valid_ids, cfg.bptt), cfg.level)
@@ -413,3 +478,99 @@ def train_lm(
                 echo(f"{part}: loss {s['loss']:.4f}, perplexity {s['perplexity']:.2f}{extra}")
     summary["interrupted"] = stopper.stop
     return summary
+
+
+def run_lm(
+    settings: Mapping[str, Any],
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    max_steps: int | None = None,
+    echo: Callable[[str], None] = print,
+    callbacks: Sequence[Callback] = (),
+    where: str = "settings",
+) -> dict[str, Any]:
+    """``rnnkit lm train`` as a function: train a language model from flat ``settings``.
+
+    Args:
+        settings: the command's settings by option name with underscores: the fields of
+            :class:`LMData` and :class:`LMTrainConfig`, and ``preset`` (a key of
+            :data:`PRESETS`, under the other settings); missing ones take their defaults.
+            On resume only ``epochs`` (a new total) and the data may be given.
+        out: the run folder.
+        where: names the settings in error messages (e.g. the config file).
+
+    The other arguments are :func:`train_lm`'s. Returns the run's summary.
+    """
+    s = check_settings(settings, [LMData, LMTrainConfig], where, {"preset": "str | None"},
+                       "rnnkit lm train")  # fmt: skip
+    inputs, given = split_settings(s, LMData)
+    preset = given.pop("preset", None)
+    common = dict(progress=progress, max_steps=max_steps, echo=echo, callbacks=callbacks)
+    if resume:
+        check_resume(given, ("preset",) if preset else ())
+        if inputs["text"]:
+            corpus, desc = read_corpus(inputs["text"], inputs["valid"], inputs["test"],
+                                       inputs["encoding"])  # fmt: skip
+        else:
+            ck = load_checkpoint(Path(out) / "checkpoint", kind=KIND)
+            desc = _inputs_of(ck.config.get("data") or {})
+            corpus, desc = read_corpus(desc["text"], desc["valid"], desc["test"], desc["encoding"])
+        return train_lm(None, corpus, out, resume=True, epochs=given.get("epochs"), data=desc,
+                        inputs=_inputs_of(desc), **common)  # fmt: skip
+    if preset is not None and preset not in PRESETS:
+        raise RnnkitError(f"{where}: preset: expected one of {sorted(PRESETS)}, got {preset!r}")
+    if given.get("clip_norm") is not None and given.get("clip_value") is not None:
+        raise RnnkitError("--clip-norm and --clip-value exclude each other")
+    resolved: dict[str, Any] = dict(PRESETS[preset]) if preset else {}
+    if given.get("clip_norm") is not None:  # a norm limit replaces the preset's value clip
+        resolved["clip_value"] = None
+    if given.get("clip_value") is not None:
+        resolved["clip_norm"] = None
+    resolved.update(given)
+    cfg = LMTrainConfig(**resolved)
+    corpus, desc = read_corpus(inputs["text"], inputs["valid"], inputs["test"], inputs["encoding"])
+    return train_lm(cfg, corpus, out, data=desc, inputs=inputs, **common)
+
+
+def sample_text(
+    model: LanguageModel,
+    vocab: Vocab,
+    prime: str | None = None,
+    length: int = 500,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    greedy: bool = False,
+    seed: int | None = None,
+) -> str:
+    """``prime`` and ``length`` tokens generated after it (``rnnkit lm sample``).
+
+    Character models start from ``prime`` (default: a line break); word models from a
+    sentence boundary followed by the words of ``prime``.
+    """
+    if vocab.level == "word":
+        # start from a sentence boundary, then the priming words (their <eos> dropped)
+        prime = (prime or "").strip()
+        words = vocab.encode(prime, where="--prime")[:-1] if prime else np.zeros(0, np.int64)
+        ids = np.concatenate([[vocab.stoi[vocab.eos]], words])
+    else:
+        prime = "\n" if prime is None else prime
+        if not prime:
+            raise RnnkitError("--prime: must not be empty")
+        ids = vocab.encode(prime, where="--prime")
+    gen = model.generate(ids, length, temperature=temperature, top_k=top_k, greedy=greedy,
+                         rng=np.random.default_rng(seed))  # fmt: skip
+    sep = " " if vocab.level == "word" and prime else ""
+    return prime + sep + vocab.decode(gen)
+
+
+def evaluate_file(
+    model: LanguageModel, vocab: Vocab, path: str | Path, bptt: int, batch_size: int = 1,
+    encoding: str = "utf-8",
+) -> dict[str, float]:  # fmt: skip
+    """``rnnkit lm eval``: the figures of :func:`figures` on a text file, and its token count."""
+    ids = vocab.encode(read_text(path, encoding), where=str(path))
+    res: dict[str, float] = figures(evaluate(model, ids, bptt, batch_size), vocab.level)
+    res["tokens"] = int(len(ids))
+    return res

@@ -25,7 +25,7 @@ Output folder layout::
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,9 @@ from rnnkit.io import RnnkitError
 from rnnkit.models.seq2seq import Seq2Seq, Seq2SeqConfig, make_batch
 from rnnkit.models.translate import EOS, SPECIALS, Translator, translate_tokens
 from rnnkit.text.bleu import BLEUScore, corpus_bleu
-from rnnkit.text.parallel import ParallelText
+from rnnkit.text.parallel import ParallelText, read_parallel
 from rnnkit.text.vocab import UNK, Vocab, build_word_vocab
+from rnnkit.train.callbacks import Callback
 from rnnkit.train.loop import (
     LoopConfig,
     Task,
@@ -47,16 +48,19 @@ from rnnkit.train.loop import (
     score_best,
     start_run,
 )
+from rnnkit.train.runconfig import check_resume, check_settings, resume_inputs, split_settings
 
 Array = np.ndarray
 KIND = "mt"
 
 __all__ = [
     "KIND",
+    "MTData",
     "MTTrainConfig",
     "bleu_of",
     "load_translator",
     "mean_nll",
+    "run_mt",
     "train_mt",
 ]
 
@@ -106,6 +110,18 @@ class MTTrainConfig(LoopConfig):
             raise RnnkitError(str(e)) from None
 
 
+@dataclass
+class MTData:
+    """The data settings of ``rnnkit mt train`` (and :func:`run_mt`): aligned files, one
+    sentence per line."""
+
+    src: str | None = None
+    tgt: str | None = None
+    valid_src: str | None = None  # validation: loss and greedy BLEU per epoch, selects best/
+    valid_tgt: str | None = None
+    encoding: str = "utf-8"
+
+
 # --- evaluation ----------------------------------------------------------------------------
 
 
@@ -144,6 +160,8 @@ def train_mt(
     max_steps: int | None = None,
     echo: Callable[[str], None] = print,
     data: dict[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
+    inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train (or continue) a translation model; see the module doc for the outputs.
 
@@ -154,6 +172,9 @@ def train_mt(
         epochs: on resume, a new total number of epochs.
         max_steps: stop after this many steps in this call (tests), as Ctrl-C does.
         data: where the data came from (JSON-able), kept in the checkpoint.
+        callbacks: hooks after every step and epoch (:mod:`rnnkit.train.callbacks`).
+        inputs: the data settings (:class:`MTData`), written with ``cfg`` to
+            ``OUT/config.toml``.
     """
     out = Path(out)
     ck = start_run(out, resume, KIND)
@@ -214,8 +235,9 @@ def train_mt(
         describe=(f"rnnkit mt: {arch}; vocabularies {len(src_vocab):,} / {len(tgt_vocab):,}, "
                   f"{model.num_parameters():,} parameters; {len(src):,} training pairs"
                   f"{skipped}" + (f", {len(valid):,} validation pairs" if valid else "")),
+        command="mt train", settings=None if inputs is None else {**inputs, **asdict(cfg)},
     )  # fmt: skip
-    summary = fit(task, cfg, out, ck, progress, max_steps, echo)
+    summary = fit(task, cfg, out, ck, progress, max_steps, echo, callbacks)
 
     def evaluate(best: Translator, data: ParallelText) -> dict[str, Any]:
         g, _ = bleu_of(best, data, "greedy")
@@ -238,3 +260,34 @@ def load_translator(path: str | Path) -> Translator:
         lambda v: (Vocab.from_json(v["src"]), Vocab.from_json(v["tgt"])),
     )  # fmt: skip
     return Translator(model, src_vocab, tgt_vocab, cfg)
+
+
+def run_mt(
+    settings: Mapping[str, Any], out: str | Path, *, resume: bool = False, progress: bool = True,
+    max_steps: int | None = None, echo: Callable[[str], None] = print,
+    callbacks: Sequence[Callback] = (), where: str = "settings",
+) -> dict[str, Any]:  # fmt: skip
+    """``rnnkit mt train`` as a function: settings and arguments as
+    :func:`rnnkit.recipes.lm.run_lm`'s, the settings being the fields of :class:`MTData`
+    and :class:`MTTrainConfig`."""
+    s = check_settings(settings, [MTData, MTTrainConfig], where, command="rnnkit mt train")
+    inputs, given = split_settings(s, MTData)
+    if resume:
+        check_resume(given)
+        inputs, saved = resume_inputs(out, KIND, inputs, ("src", "tgt", "valid_src", "valid_tgt"))
+        cfg, new_cfg = MTTrainConfig.from_dict(saved), None
+    else:
+        cfg = new_cfg = MTTrainConfig(**given)
+    src, tgt, vsrc, vtgt, enc = (inputs[k] for k in ("src", "tgt", "valid_src", "valid_tgt",
+                                                     "encoding"))  # fmt: skip
+    if not src or not tgt:
+        raise RnnkitError(f"{where}: src and tgt (the training files) are required")
+    if bool(vsrc) != bool(vtgt):
+        raise RnnkitError(f"{where}: valid_src and valid_tgt go together")
+    train = read_parallel(src, tgt, cfg.tokenize, cfg.lower, cfg.max_len, enc)
+    valid = None
+    if vsrc and vtgt:
+        valid = read_parallel(vsrc, vtgt, cfg.tokenize, cfg.lower, None, enc, skip_empty=False)
+    return train_mt(new_cfg, train, out, valid=valid, resume=resume, epochs=given.get("epochs"),
+                    progress=progress, max_steps=max_steps, echo=echo, data=inputs,
+                    callbacks=callbacks, inputs=inputs)  # fmt: skip

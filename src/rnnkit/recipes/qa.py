@@ -23,8 +23,8 @@ Output folder: as :mod:`rnnkit.train.loop` describes (``checkpoint/``, ``best/``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +39,9 @@ from rnnkit.models.qa import (
     build_model,
     make_batch,
 )
-from rnnkit.text.babi import BabiData, QAExample, split_stories, tokenize
+from rnnkit.text.babi import BabiData, QAExample, babi_files, read_babi, split_stories, tokenize
 from rnnkit.text.vocab import UNK, Vocab, build_word_vocab, encode_words
+from rnnkit.train.callbacks import Callback
 from rnnkit.train.loop import (
     LoopConfig,
     Task,
@@ -50,12 +51,14 @@ from rnnkit.train.loop import (
     sorted_batches,
     start_run,
 )
+from rnnkit.train.runconfig import check_resume, check_settings, resume_inputs, split_settings
 
 Array = np.ndarray
 KIND_QA = "qa"
 
 __all__ = [
     "KIND_QA",
+    "QAData",
     "QAReader",
     "QATrainConfig",
     "answer_question",
@@ -63,6 +66,8 @@ __all__ = [
     "evaluate_qa",
     "format_evaluation",
     "load_qa",
+    "read_babi_files",
+    "run_qa",
     "train_qa",
 ]
 
@@ -106,6 +111,16 @@ class QATrainConfig(LoopConfig):
             )  # fmt: skip
         except ValueError as e:
             raise RnnkitError(str(e)) from None
+
+
+@dataclass
+class QAData:
+    """The data settings of ``rnnkit qa train`` (and :func:`run_qa`)."""
+
+    inputs: list[str] = field(default_factory=list)  # bAbI training files or directories
+    task: str | int | None = None  # 1-20 or "all": picks a directory's files
+    test: list[str] = field(default_factory=list)  # none: a directory's test files
+    no_test: bool = False  # do not score a directory's test files
 
 
 @dataclass
@@ -282,6 +297,8 @@ def train_qa(
     max_steps: int | None = None,
     echo: Callable[[str], None] = print,
     data: dict[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
+    inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train (or continue) a QA model; see the module doc for validation and outputs.
 
@@ -293,6 +310,9 @@ def train_qa(
         epochs: on resume, a new total number of epochs.
         max_steps: stop after this many steps in this call (tests), as Ctrl-C does.
         data: where the data came from (JSON-able), kept in the checkpoint.
+        callbacks: hooks after every step and epoch (:mod:`rnnkit.train.callbacks`).
+        inputs: the data settings (:class:`QAData`), written with ``cfg`` to
+            ``OUT/config.toml``.
     """
     out = Path(out)
     ck = start_run(out, resume, KIND_QA)
@@ -356,8 +376,9 @@ def train_qa(
                   f"{len(vocab):,}, {model.num_parameters():,} parameters; tasks "
                   f"{', '.join(map(str, train.tasks))}: {len(train):,} training / "
                   f"{len(valid):,} validation questions"),
+        command="qa train", settings=None if inputs is None else {**inputs, **asdict(cfg)},
     )  # fmt: skip
-    summary = fit(task, cfg, out, ck, progress, max_steps, echo)
+    summary = fit(task, cfg, out, ck, progress, max_steps, echo, callbacks)
 
     def report(part: str, figures: dict[str, Any]) -> None:
         for line in format_evaluation(figures, f"{part} (best epoch {summary['best_epoch']}):"):
@@ -376,3 +397,51 @@ def load_qa(path: str | Path) -> QAReader:
     if UNK not in vocab.stoi:
         raise RnnkitError(f"{ck.path / 'checkpoint.json'}: the vocabulary lacks {UNK!r}")
     return QAReader(model, vocab, answers, cfg)
+
+
+def read_babi_files(files: Sequence[str | Path]) -> BabiData:
+    """The questions of several bAbI files, in order."""
+    data = read_babi(files[0])
+    for f in files[1:]:
+        data = data + read_babi(f)
+    return data
+
+
+def run_qa(
+    settings: Mapping[str, Any], out: str | Path, *, resume: bool = False, progress: bool = True,
+    max_steps: int | None = None, echo: Callable[[str], None] = print,
+    callbacks: Sequence[Callback] = (), where: str = "settings",
+) -> dict[str, Any]:  # fmt: skip
+    """``rnnkit qa train`` as a function: settings and arguments as
+    :func:`rnnkit.recipes.lm.run_lm`'s, the settings being the fields of :class:`QAData`
+    and :class:`QATrainConfig`."""
+    s = check_settings(settings, [QAData, QATrainConfig], where, command="rnnkit qa train")
+    inputs, given = split_settings(s, QAData)
+    cfg = None
+    if resume:
+        check_resume(given, ("INPUTS",) if inputs["inputs"] else ())
+        desc, _ = resume_inputs(out, KIND_QA, {"train": [], "test": []}, ())
+        train_files, test_files = [str(p) for p in desc["train"]], [str(p) for p in desc["test"]]
+        if not train_files:
+            raise RnnkitError(f"{out}: the checkpoint does not name its training files")
+        inputs = {"inputs": train_files, "task": None, "test": test_files,
+                  "no_test": not test_files}  # fmt: skip
+    else:
+        if not inputs["inputs"]:
+            raise RnnkitError(f"{where}: inputs: missing the bAbI training files or directory")
+        dirs = [p for p in inputs["inputs"] if Path(p).is_dir()]
+        if dirs and inputs["task"] is None:
+            raise RnnkitError(f"{where}: task: give a task number (1-20) or 'all' to pick the "
+                              "files of a directory")  # fmt: skip
+        task = inputs["task"] if inputs["task"] is not None else "all"
+        train_files = [str(p) for p in babi_files(inputs["inputs"], task, "train")]
+        test_files = list(inputs["test"])
+        if not test_files and not inputs["no_test"] and dirs:
+            test_files = [str(p) for p in babi_files(dirs, task, "test")]
+        cfg = QATrainConfig(**given)
+    return train_qa(
+        cfg, read_babi_files(train_files), out,
+        test=read_babi_files(test_files) if test_files else None, resume=resume,
+        epochs=given.get("epochs"), progress=progress, max_steps=max_steps, echo=echo,
+        data={"train": train_files, "test": test_files}, callbacks=callbacks, inputs=inputs,
+    )  # fmt: skip

@@ -19,7 +19,7 @@ Output folder layout::
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -39,11 +39,14 @@ from rnnkit.text.metrics import iob1_to_iob2, is_chunk_tagset, span_f1, tag_accu
 from rnnkit.text.readers import (
     LabelledText,
     TaggedCorpus,
+    read_labelled_tsv,
+    read_tagged,
     read_word2vec_text,
     read_word2vec_words,
     word2vec_dim,
 )
 from rnnkit.text.vocab import UNK, Vocab, build_word_vocab, encode_words, extend_vocab, pad_batch
+from rnnkit.train.callbacks import Callback
 from rnnkit.train.loop import (
     LoopConfig,
     Task,
@@ -54,13 +57,16 @@ from rnnkit.train.loop import (
     sorted_batches,
     start_run,
 )
+from rnnkit.train.runconfig import check_resume, check_settings, resume_inputs, split_settings
 
 Array = np.ndarray
 KIND_CLASSIFIER = "classifier"
 KIND_TAGGER = "tagger"
 
 __all__ = [
+    "ClassifyData",
     "ClassifyTrainConfig",
+    "TagData",
     "TagTrainConfig",
     "Tagging",
     "classify_sentences",
@@ -68,6 +74,8 @@ __all__ = [
     "evaluate_tagger",
     "load_classifier",
     "load_tagger",
+    "run_classifier",
+    "run_tagger",
     "tag_sentences",
     "train_classifier",
     "train_tagger",
@@ -135,6 +143,30 @@ class TagTrainConfig(LoopConfig):
             )  # fmt: skip
         except ValueError as e:
             raise RnnkitError(str(e)) from None
+
+
+@dataclass
+class ClassifyData:
+    """The data settings of ``rnnkit classify train`` (and :func:`run_classifier`)."""
+
+    train: str | None = None  # TSV: sentence and label columns (GLUE's layout, or no header)
+    valid: str | None = None  # none: hold out valid_frac of train
+    test: str | None = None  # scored once, at the end
+    pretrained: str | None = None  # word2vec text file initialising the embedding (sets embed)
+    encoding: str = "utf-8"
+
+
+@dataclass
+class TagData:
+    """The data settings of ``rnnkit tag train`` (and :func:`run_tagger`)."""
+
+    train: str | None = None  # CoNLL columns (word first, tag last) or CoNLL-U
+    valid: str | None = None
+    test: str | None = None
+    format: str = "auto"  # auto | conll | conllu
+    tag_column: str | None = None  # CoNLL: 0-based column (default: last); CoNLL-U: upos | xpos
+    pretrained: str | None = None
+    encoding: str = "utf-8"
 
 
 def _load_pretrained(model: Any, path: str | None, vocab: Vocab, echo: Callable[[str], None]
@@ -297,6 +329,8 @@ def train_classifier(
     max_steps: int | None = None,
     echo: Callable[[str], None] = print,
     data: dict[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
+    inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train (or continue) a sentence classifier; see the module doc for the outputs.
 
@@ -310,6 +344,9 @@ def train_classifier(
         epochs: on resume, a new total number of epochs.
         max_steps: stop after this many steps in this call (for tests), as Ctrl-C does.
         data: where the data came from (JSON-able), kept in the checkpoint.
+        callbacks: hooks after every step and epoch (:mod:`rnnkit.train.callbacks`).
+        inputs: the data settings (:class:`ClassifyData`), written with ``cfg`` to
+            ``OUT/config.toml``.
     """
     out = Path(out)
     ck = start_run(out, resume, KIND_CLASSIFIER)
@@ -373,8 +410,9 @@ def train_classifier(
                   f"{cfg.layers}x{cfg.hidden}, {cfg.pooling} pooling, vocabulary {len(vocab):,}, "
                   f"{len(labels)} classes, {model.num_parameters():,} parameters; "
                   f"{len(seqs):,} training / {len(valid):,} validation sentences"),
+        command="classify train", settings=None if inputs is None else {**inputs, **asdict(cfg)},
     )  # fmt: skip
-    summary = fit(task, cfg, out, ck, progress, max_steps, echo)
+    summary = fit(task, cfg, out, ck, progress, max_steps, echo, callbacks)
 
     def report(part: str, s: dict[str, Any]) -> None:
         echo(f"{part} (best epoch {summary['best_epoch']}): accuracy {100 * s['accuracy']:.2f}% "
@@ -475,9 +513,12 @@ def train_tagger(
     max_steps: int | None = None,
     echo: Callable[[str], None] = print,
     data: dict[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
+    inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train (or continue) a sequence tagger; arguments as :func:`train_classifier`
-    (without ``valid`` there is no validation: ``best/`` is the last epoch)."""
+    (without ``valid`` there is no validation: ``best/`` is the last epoch; ``inputs``:
+    :class:`TagData`'s settings)."""
     out = Path(out)
     ck = start_run(out, resume, KIND_TAGGER)
     if ck is not None:
@@ -548,8 +589,9 @@ def train_tagger(
                   f"{len(vocab):,} words{f', {len(chars)} characters' if chars else ''}, "
                   f"{len(tags)} tags, {model.num_parameters():,} parameters; {len(seqs):,} "
                   f"training sentences ({int(lengths.sum()):,} tokens)"),
+        command="tag train", settings=None if inputs is None else {**inputs, **asdict(cfg)},
     )  # fmt: skip
-    summary = fit(task, cfg, out, ck, progress, max_steps, echo)
+    summary = fit(task, cfg, out, ck, progress, max_steps, echo, callbacks)
 
     def report(part: str, s: dict[str, Any]) -> None:
         line = f"{part}: accuracy {100 * s['accuracy']:.2f}% ({s['tokens']} tokens)"
@@ -571,3 +613,78 @@ def load_tagger(path: str | Path) -> Tagging:
                    [str(t) for t in v["tags"]]),
     )  # fmt: skip
     return Tagging(model, vocab, chars, tags, cfg)
+
+
+def run_classifier(
+    settings: Mapping[str, Any], out: str | Path, *, resume: bool = False, progress: bool = True,
+    max_steps: int | None = None, echo: Callable[[str], None] = print,
+    callbacks: Sequence[Callback] = (), where: str = "settings",
+) -> dict[str, Any]:  # fmt: skip
+    """``rnnkit classify train`` as a function: settings and arguments as
+    :func:`rnnkit.recipes.lm.run_lm`'s, the settings being the fields of
+    :class:`ClassifyData` and :class:`ClassifyTrainConfig`."""
+    s = check_settings(settings, [ClassifyData, ClassifyTrainConfig], where,
+                       command="rnnkit classify train")  # fmt: skip
+    inputs, given = split_settings(s, ClassifyData)
+    cfg = None
+    if resume:
+        check_resume(given, ("pretrained",) if inputs["pretrained"] else ())
+        inputs, saved = resume_inputs(out, KIND_CLASSIFIER, inputs,
+                                       ("train", "valid", "test"))  # fmt: skip
+        lower = bool(saved.get("lower", False))
+        if not inputs["train"]:
+            raise RnnkitError(f"{out}: the checkpoint does not name its training file; give "
+                              "TRAIN")  # fmt: skip
+    else:
+        if not inputs["train"]:
+            raise RnnkitError(f"{where}: train: missing the training file")
+        cfg = ClassifyTrainConfig(**given)
+        lower = cfg.lower
+    enc, read = inputs["encoding"], read_labelled_tsv
+    return train_classifier(
+        cfg, read(inputs["train"], lower, enc), out,
+        valid=read(inputs["valid"], lower, enc) if inputs["valid"] else None,
+        test=read(inputs["test"], lower, enc) if inputs["test"] else None,
+        pretrained=inputs["pretrained"], resume=resume, epochs=given.get("epochs"),
+        progress=progress, max_steps=max_steps, echo=echo, data=inputs, callbacks=callbacks,
+        inputs=inputs,
+    )  # fmt: skip
+
+
+def run_tagger(
+    settings: Mapping[str, Any], out: str | Path, *, resume: bool = False, progress: bool = True,
+    max_steps: int | None = None, echo: Callable[[str], None] = print,
+    callbacks: Sequence[Callback] = (), where: str = "settings",
+) -> dict[str, Any]:  # fmt: skip
+    """``rnnkit tag train`` as a function: settings and arguments as
+    :func:`rnnkit.recipes.lm.run_lm`'s, the settings being the fields of :class:`TagData`
+    and :class:`TagTrainConfig`."""
+    s = check_settings(settings, [TagData, TagTrainConfig], where, command="rnnkit tag train")
+    inputs, given = split_settings(s, TagData)
+    cfg = None
+    if resume:
+        check_resume(given, ("pretrained",) if inputs["pretrained"] else ())
+        inputs, _ = resume_inputs(out, KIND_TAGGER, inputs,
+                                   ("train", "valid", "test"))  # fmt: skip
+        if not inputs["train"]:
+            raise RnnkitError(f"{out}: the checkpoint does not name its training file; give "
+                              "TRAIN")  # fmt: skip
+    else:
+        if not inputs["train"]:
+            raise RnnkitError(f"{where}: train: missing the training file")
+        cfg = TagTrainConfig(**given)
+
+    def read(path: str | None) -> TaggedCorpus | None:
+        if not path:
+            return None
+        return read_tagged(path, inputs["format"], inputs["tag_column"], need_tags=True,
+                           encoding=inputs["encoding"])  # fmt: skip
+
+    train = read(inputs["train"])
+    assert train is not None
+    return train_tagger(
+        cfg, train, out, valid=read(inputs["valid"]), test=read(inputs["test"]),
+        pretrained=inputs["pretrained"], resume=resume, epochs=given.get("epochs"),
+        progress=progress, max_steps=max_steps, echo=echo, data=inputs, callbacks=callbacks,
+        inputs=inputs,
+    )  # fmt: skip

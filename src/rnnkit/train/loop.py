@@ -1,16 +1,19 @@
 """The training loop shared by the task models (classifier, tagger, translation, QA), and
-the pieces every loop uses (the language model's included): Ctrl-C handling, the metrics log
-and loss plot, progress bars, run folders.
+the pieces every loop uses (the language model's included): Ctrl-C handling, progress bars,
+run folders (the logs are :mod:`rnnkit.train.logs`, the hooks :mod:`rnnkit.train.callbacks`).
 
 A task hands :func:`fit` a :class:`Task`: its model (``params``/``grads``/``backward``), how
 to make a batch from sentence indices, its loss, its validation figures and what to save.
 One epoch is one pass over the training items in mini-batches of similar lengths (shuffled,
 sorted by length within pools of 50 batches, cut, batches shuffled). Each batch: forward,
 backward, optional L2 penalty, global-norm clipping, optimizer step. After each epoch:
-validation, the learning-rate schedule, a line in ``metrics.jsonl``, ``loss.png``, the
-checkpoint, and a copy of the weights in ``OUT/best`` whenever the selected validation
-figure improves. Ctrl-C finishes the current batch, saves a checkpoint and stops; a resumed
-run continues exactly (weights, optimizer, schedule, both random generators, the batch order
+validation, the learning-rate schedule, a record in the logs (``metrics.jsonl``,
+``metrics.csv``, TensorBoard events; every ``log_every`` steps a training record too, with
+the learning rate, the gradient norm, globally and per layer, and the throughput),
+``loss.png``, the checkpoint, and a copy of the weights in ``OUT/best`` whenever the
+selected validation figure improves. ``OUT/config.toml`` holds the run's resolved settings.
+Ctrl-C finishes the current batch, saves a checkpoint and stops; a resumed run continues
+exactly (weights, optimizer, schedule, both random generators, the batch order
 of the epoch and the position in it).
 """
 
@@ -23,7 +26,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from rnnkit.io import RnnkitError, atomic_write
+from rnnkit.train.callbacks import Callback, any_stop
 from rnnkit.train.checkpoint import (
     Checkpoint,
     load_checkpoint,
@@ -39,7 +43,9 @@ from rnnkit.train.checkpoint import (
     set_rng_state,
 )
 from rnnkit.train.clip import clip_grad_norm, l2_penalty
+from rnnkit.train.logs import MetricsLog, Throughput, grad_norm, group_grad_norms
 from rnnkit.train.optim import SGD, Adagrad, Adam, Optimizer, RMSProp, StepDecay
+from rnnkit.train.runconfig import write_config
 
 Array = np.ndarray
 OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam")
@@ -86,58 +92,6 @@ class StopFlag:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
-
-
-class MetricsLog:
-    """``OUT/metrics.jsonl`` (one JSON object per logged step and per epoch) and ``loss.png``.
-
-    On resume, the records after the checkpoint's step are dropped, so the log matches an
-    uninterrupted run's.
-    """
-
-    def __init__(self, out: Path, resume_step: int | None) -> None:
-        self.path = out / "metrics.jsonl"
-        self.records: list[dict[str, Any]] = []
-        if resume_step is not None and self.path.exists():
-            for line in self.path.read_text().splitlines():
-                with contextlib.suppress(json.JSONDecodeError):
-                    r = json.loads(line)
-                    if r.get("step", 0) <= resume_step:
-                        self.records.append(r)
-        self._rewrite()
-
-    def _rewrite(self) -> None:
-        with atomic_write(self.path) as f:
-            for r in self.records:
-                f.write(json.dumps(r) + "\n")
-
-    def log(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def plot(self, out: Path) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        steps = [r for r in self.records if r.get("type") == "train"]
-        epochs = [r for r in self.records if r.get("type") == "epoch" and "valid_loss" in r]
-        fig, ax = plt.subplots(figsize=(7, 4))
-        if steps:
-            ax.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8, label="train")
-        if epochs:
-            ax.plot([r["step"] for r in epochs], [r["valid_loss"] for r in epochs], "o-",
-                    label="validation")  # fmt: skip
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss (nats per token)")
-        ax.legend()
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        with atomic_write(out / "loss.png", "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        plt.close(fig)
 
 
 def progress_bar(total: int, done: int, epoch: int, epochs: int, enabled: bool,
@@ -348,6 +302,8 @@ class Task:
     config: dict[str, Any]  # saved as the checkpoint's config
     vocab: dict[str, Any]  # saved as the checkpoint's vocabulary
     describe: str
+    command: str = ""  # e.g. "classify train": names the command in OUT/config.toml
+    settings: dict[str, Any] | None = None  # the resolved settings, written to OUT/config.toml
 
 
 def fit(
@@ -358,6 +314,7 @@ def fit(
     progress: bool,
     max_steps: int | None,
     echo: Callable[[str], None],
+    callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
     """Train ``task.model`` for ``cfg.epochs`` epochs (see the module doc); returns a summary.
 
@@ -366,10 +323,12 @@ def fit(
         progress: show a progress bar per epoch.
         max_steps: stop after this many steps in this call (tests), as Ctrl-C does.
         echo: where the per-epoch lines go.
+        callbacks: hooks after every step and epoch (:mod:`rnnkit.train.callbacks`).
 
     Returns:
-        ``steps``, ``epochs_completed``, ``complete`` (False when stopped early),
-        ``best_epoch`` and ``interrupted`` (Ctrl-C).
+        ``steps``, ``epochs_completed``, ``complete`` (False when stopped before the end:
+        Ctrl-C, ``max_steps``, a step callback), ``best_epoch``, ``interrupted`` (Ctrl-C),
+        and ``stopped_early`` (the epoch after which an epoch callback ended the run; None).
     """
     model = task.model
     # a parameter without a gradient buffer is frozen: no update, penalty or clipping
@@ -393,7 +352,10 @@ def fit(
         best_epoch = int(t["best_epoch"])
         loss_sum, loss_n = float(t["loss_sum"]), int(t["loss_n"])
     out.mkdir(parents=True, exist_ok=True)
-    logger = MetricsLog(out, step if ck is not None else None)
+    if task.settings is not None:
+        write_config(out, task.command, task.settings)
+    logger = MetricsLog(out, step if ck is not None else None, echo=echo)
+    meter = Throughput()
 
     def save(path: Path, with_state: bool = True) -> None:
         trainer = {
@@ -409,14 +371,16 @@ def fit(
     echo(task.describe)
     stopper = StopFlag()
     stopped = halt = False
+    stopped_early = None
     steps_this_call = 0
-    with stopper.installed():
+    with stopper.installed(), contextlib.closing(logger):
         while epoch < cfg.epochs and not stopped:
             set_rng_state(data_rng, epoch_start)
             batches = epoch_batches(task.lengths, cfg.batch_size, data_rng)
             bar = progress_bar(len(batches), position, epoch + 1, cfg.epochs, progress)
             t0 = time.perf_counter()
             for k in range(position, len(batches)):
+                meter.start()
                 inputs, targets = task.batch(batches[k], True)
                 loss, cache = task.loss(inputs, targets, True)
                 if not math.isfinite(loss):
@@ -426,19 +390,27 @@ def fit(
                 model.backward(cache)
                 if cfg.l2 > 0:
                     l2_penalty(trainable, model.grads, cfg.l2)
+                logged = (step + 1) % cfg.log_every == 0
+                layers = group_grad_norms(model.grads) if logged else {}  # before clipping
                 if cfg.clip_norm is not None:
                     gnorm = clip_grad_norm(model.grads, cfg.clip_norm)
                 else:
-                    gnorm = math.sqrt(sum(float(np.vdot(g, g)) for g in model.grads.values()))
+                    gnorm = grad_norm(model.grads.values())
                 opt.step()
+                meter.stop(examples=len(batches[k]), tokens=float(task.lengths[batches[k]].sum()))
                 step += 1
                 steps_this_call += 1
                 position = k + 1
                 loss_sum += loss
                 loss_n += 1
-                if step % cfg.log_every == 0:
-                    logger.log({"type": "train", "step": step, "epoch": epoch + 1, "loss": loss,
-                                "grad_norm": gnorm, "lr": opt.lr})  # fmt: skip
+                rec = {"type": "train", "step": step, "epoch": epoch + 1, "loss": loss,
+                       "grad_norm": gnorm, "lr": opt.lr}  # fmt: skip
+                if logged:
+                    rec.update(meter.rates())
+                    rec.update(layers)
+                    logger.log(rec)
+                if any_stop(callbacks, "on_step", rec):
+                    halt = True
                 if bar is not None:
                     bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}")
                     bar.update(1)
@@ -446,6 +418,7 @@ def fit(
                     save(out / "checkpoint")
                 if stopper.stop or (max_steps is not None and steps_this_call >= max_steps):
                     halt = True
+                if halt:
                     break
             if bar is not None:
                 bar.close()
@@ -476,12 +449,18 @@ def fit(
                 save(out / "best", with_state=False)
             save(out / "checkpoint")
             echo(msg)
+            early = any_stop(callbacks, "on_epoch", record)
             if halt:
                 stopped = epoch < cfg.epochs
+                break
+            if early and epoch < cfg.epochs:
+                stopped_early = epoch
+                echo(f"stopped early after epoch {epoch} (a callback asked)")
                 break
         if stopped:
             save(out / "checkpoint")
             echo(f"stopped at step {step}: checkpoint saved in {out / 'checkpoint'}; "
                  "continue with --resume")  # fmt: skip
     return {"steps": step, "epochs_completed": epoch, "complete": not stopped,
-            "best_epoch": best_epoch, "interrupted": stopper.stop}  # fmt: skip
+            "best_epoch": best_epoch, "interrupted": stopper.stop,
+            "stopped_early": stopped_early}  # fmt: skip
