@@ -1,13 +1,15 @@
 """rnnkit from Python: the ``train`` commands as functions, and trained models to use.
 
-Each ``rnnkit TASK train`` command is a function taking the same settings, by the option
-names with underscores (``batch_size`` for ``--batch-size``, the data files included:
-``text`` for ``lm``, ``train`` for ``classify`` and ``tag``, ``src``/``tgt`` for ``mt``,
-``inputs`` for ``qa``), writing the same run folder, and returning the run's summary (what
-``OUT/summary.json`` holds). The settings come as a dict, a TOML file (a run's
-``config.toml`` included) or the task's config dataclass, with keyword settings on top, as
-options override ``--config``. Unlike the commands, the functions print nothing unless given
-``echo`` (e.g. ``echo=print``).
+Each ``rnnkit TASK train`` command is a function (:func:`train_lm`, :func:`train_classifier`,
+:func:`train_tagger`, :func:`train_translator`, :func:`train_qa`; :func:`train_task` takes the
+task's name) taking the same settings, by the option names with underscores
+(``batch_size`` for ``--batch-size``, the data files included: ``text`` for ``lm``,
+``train`` for ``classify`` and ``tag``, ``src``/``tgt`` for ``mt``, ``inputs`` for ``qa``),
+writing the same run folder, and returning the run's summary (what ``OUT/summary.json``
+holds). The settings come as a dict, a TOML file (a run's ``config.toml`` included) or the
+task's config dataclass, with keyword settings on top, as options override ``--config``.
+Unlike the commands, the functions print nothing unless given ``echo`` (e.g.
+``echo=print``).
 
 :func:`load` reads a run folder back as a model object: :class:`TrainedLM` (``sample``),
 :class:`TrainedClassifier` and :class:`TrainedTagger` (``predict``),

@@ -11,9 +11,13 @@ carried state), so the losses match those of an uninterrupted run.
 Output folder layout::
 
     OUT/checkpoint/    the latest checkpoint (see rnnkit.train.checkpoint)
-    OUT/metrics.jsonl  one JSON object per logged step and per epoch
+    OUT/config.toml    the resolved settings (LMData + LMTrainConfig): --config re-runs it
+    OUT/metrics.jsonl  one JSON object per logged step and per epoch (rnnkit.train.logs),
+    OUT/metrics.csv    the same as columns, and TensorBoard event files (tensorboardX)
     OUT/loss.png       training and validation loss
     OUT/summary.json   final figures (validation/test loss, perplexity, bits per char)
+
+:func:`run_lm` is the command as a function (flat settings, as ``--config`` files hold them).
 """
 
 from __future__ import annotations

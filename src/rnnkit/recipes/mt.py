@@ -17,9 +17,13 @@ Output folder layout::
 
     OUT/checkpoint/    the latest checkpoint, for --resume
     OUT/best/          the weights of the best validation epoch (what translate loads)
-    OUT/metrics.jsonl  one JSON object per logged step and per epoch (valid_bleu per epoch)
+    OUT/config.toml    the resolved settings (MTData + MTTrainConfig): --config re-runs it
+    OUT/metrics.jsonl  one JSON object per logged step and per epoch (valid_bleu per epoch),
+    OUT/metrics.csv    the same as columns, and TensorBoard event files (tensorboardX)
     OUT/loss.png       training and validation loss
     OUT/summary.json   final figures
+
+:func:`run_mt` is the command as a function (flat settings, as ``--config`` files hold them).
 """
 
 from __future__ import annotations

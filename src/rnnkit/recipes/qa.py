@@ -18,7 +18,9 @@ an error. Supporting facts older than the ``memory`` most recent statements cann
 attended and count as misses.
 
 Output folder: as :mod:`rnnkit.train.loop` describes (``checkpoint/``, ``best/``,
-``metrics.jsonl``, ``loss.png``, ``summary.json``).
+``config.toml``, ``metrics.jsonl``, ``metrics.csv``, TensorBoard events, ``loss.png``,
+``summary.json``). :func:`run_qa` is the command as a function (flat settings, as
+``--config`` files hold them).
 """
 
 from __future__ import annotations

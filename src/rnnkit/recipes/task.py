@@ -11,9 +11,14 @@ Output folder layout::
 
     OUT/checkpoint/    the latest checkpoint (rnnkit.train.checkpoint), for --resume
     OUT/best/          the weights of the best validation epoch (what predict/eval load)
-    OUT/metrics.jsonl  one JSON object per logged step and per epoch
+    OUT/config.toml    the resolved settings: --config re-runs it
+    OUT/metrics.jsonl  one JSON object per logged step and per epoch (rnnkit.train.logs),
+    OUT/metrics.csv    the same as columns, and TensorBoard event files (tensorboardX)
     OUT/loss.png       training and validation loss
     OUT/summary.json   final figures
+
+:func:`run_classifier` and :func:`run_tagger` are the commands as functions (flat settings,
+as ``--config`` files hold them).
 """
 
 from __future__ import annotations
