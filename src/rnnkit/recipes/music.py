@@ -478,6 +478,10 @@ def generate(run: MusicRun, bars: int, rng: np.random.Generator, prime: Chorale 
         pr = piano_roll(prime, run.low, run.low + P - 1) if prime is not None else None
         roll = run.model.sample(steps, rng, pr, temperature)
         ch = roll_to_chorale(roll, run.low, run.step, meter)
+        if prime is not None and len(prime.bars):  # the prime's bar lines, then every bar
+            per_bar = _steps_per_bar(meter, run.step)
+            after = np.arange(int(prime.bars[-1]) + per_bar, ch.steps, per_bar)
+            ch.bars = np.concatenate([prime.bars, after]).astype(np.int64)
         return ch, 0 if pr is None else len(pr), roll
     vocab, model = run.vocab, run.model
     head = chorale_tokens(prime) if prime is not None else []
