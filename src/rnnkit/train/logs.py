@@ -229,7 +229,8 @@ class MetricsLog:
                     label="validation")  # fmt: skip
         ax.set_xlabel("step")
         ax.set_ylabel("loss (nats per token)")
-        ax.legend()
+        if steps or epochs:
+            ax.legend()
         ax.grid(alpha=0.3)
         fig.tight_layout()
         with atomic_write(out / "loss.png", "wb") as f:
