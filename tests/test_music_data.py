@@ -89,6 +89,15 @@ def test_grid_matches_music21s_midi_read_by_mido(scores, name):
     assert ch.voices[0].max() > ch.voices[1].max() > ch.voices[3].max()  # S above A above B
 
 
+def test_voices_beside_instruments_are_found_by_name():
+    score = music21.corpus.parse("bach/bwv8.6")  # Soprano, Alto, Tenor, Bass, Continuo
+    ch = chorale_from_score(score, "bwv8.6", 1.0)
+    for v, part in enumerate(score.parts[:4]):
+        first = part.flatten().notes[0]
+        assert ch.voices[v, int(first.offset)] == first.pitch.midi
+        assert ch.voices[v, : int(first.offset)].sum() == 0  # rests before it
+
+
 def test_onsets_ties_bars_and_fermatas(scores):
     ch = chorale_from_score(scores["bwv269"], "bwv269", 0.5)
     part = scores["bwv269"].parts[0].flatten().notes

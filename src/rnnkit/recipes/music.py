@@ -117,7 +117,7 @@ def prepare_chorales(out: str | Path, step: str = "eighth", names: Sequence[str]
     counts = {s: len(c) for s, c in data.chorales.items()}
     steps = {s: sum(c.steps for c in cs) for s, cs in data.chorales.items()}
     echo(f"music21 {music21.__version__}: {len(listed)} chorale files listed, "
-         f"{len(chorales)} read, {len(skipped)} skipped (not four parts), {len(dupes)} "
+         f"{len(chorales)} read, {len(skipped)} skipped (not four voices), {len(dupes)} "
          f"duplicates dropped; {time.perf_counter() - t0:.0f} s")  # fmt: skip
     echo(f"grid: one step per {step} note; piano roll MIDI {data.low}-{data.high} "
          f"({data.pitches} pitches, the training chorales' range)")  # fmt: skip

@@ -181,10 +181,14 @@ def _voice_pitch(n: Any, voice: int) -> int:
 
 
 def chorale_from_score(score: Any, name: str, step: float) -> Chorale:
-    """Put a music21 score of four parts on the grid; raises :class:`ChoraleSkipped`."""
+    """Put a music21 score on the grid: its four parts, or, beside instruments, the parts
+    named Soprano, Alto, Tenor and Bass; raises :class:`ChoraleSkipped`."""
     parts = list(score.parts)
-    if len(parts) != 4:
-        raise ChoraleSkipped(f"{len(parts)} parts, not 4")
+    named = {str(p.partName or "").strip().lower(): p for p in parts}
+    if len(parts) != 4:  # the voices beside instruments: the parts named for them
+        if not all(v in named for v in ("soprano", "alto", "tenor", "bass")):
+            raise ChoraleSkipped(f"{len(parts)} parts, and not one named for each voice")
+        parts = [named[v] for v in ("soprano", "alto", "tenor", "bass")]
     T = int(math.ceil(float(score.highestTime) / step - 1e-9))
     if T < 2:
         raise ChoraleSkipped("shorter than two steps")
