@@ -14,32 +14,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_mt_cli import _corpus, _write
-from test_qa_cli import where_stories
-from test_tag_cli import _head_sentences
+from tiny_data import write_tiny_data
 
 import rnnkit
 from rnnkit.cli import main
 from rnnkit.io import RnnkitError
 from rnnkit.recipes.task import ClassifyTrainConfig
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
-        "First Citizen:\nYou are all resolved rather to die than to famish?\n") * 5  # fmt: skip
-
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """One tiny run of every task, trained through the API."""
-    d = tmp_path_factory.mktemp("api")
-    (d / "text.txt").write_text(TEXT)
-    sst = (SHARED / "sst2" / "train.tsv").read_text().splitlines()
-    (d / "train.tsv").write_text("\n".join(sst[:81]) + "\n")
-    conll = (SHARED / "tagging" / "conll2003" / "eng.train").read_text().splitlines()
-    (d / "eng.train").write_text(_head_sentences(conll, 40))
-    src, tgt = _corpus(32, 0)
-    _write(d / "train.de", src), _write(d / "train.en", tgt)
-    (d / "qa1_where_train.txt").write_text(where_stories(60, 0))
+    d = write_tiny_data(tmp_path_factory.mktemp("api"))
     common = {"log_every": 1, "seed": 3}
     rnnkit.train_lm({"text": [str(d / "text.txt")], "hidden": 8, "embed": 4, "bptt": 8,
                      "batch_size": 3, "epochs": 1, **common}, out=d / "lm")  # fmt: skip
@@ -51,7 +37,7 @@ def runs(tmp_path_factory):
     rnnkit.train_translator({"src": str(d / "train.de"), "tgt": str(d / "train.en"),
                              "embed": 6, "hidden": 5, "batch_size": 8, "epochs": 2,
                              "min_count": 1, "lr": 0.01}, out=d / "mt", **common)  # fmt: skip
-    rnnkit.train_task("qa", {"inputs": [str(d / "qa1_where_train.txt")], "embed": 8,
+    rnnkit.train_task("qa", {"inputs": [str(d / "babi" / "qa1_where_train.txt")], "embed": 8,
                              "hidden": 6, "hops": 1, "combine": 8, "batch_size": 16,
                              "epochs": 2}, out=d / "qa", **common)  # fmt: skip
     return d

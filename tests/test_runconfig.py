@@ -14,9 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from test_mt_cli import _corpus, _write
-from test_qa_cli import where_stories
-from test_tag_cli import _head_sentences
+from tiny_data import write_tiny_data
 
 from rnnkit.cli import cli, main
 from rnnkit.cli.options import NOT_SETTINGS
@@ -26,9 +24,6 @@ from rnnkit.recipes.qa import QAData, QATrainConfig
 from rnnkit.recipes.task import ClassifyData, ClassifyTrainConfig, TagData, TagTrainConfig
 from rnnkit.train.runconfig import dumps, tomllib  # tomllib, or tomli before Python 3.11
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
-        "First Citizen:\nYou are all resolved rather to die than to famish?\n") * 5  # fmt: skip
 COMMON = ["--log-every", "1", "--no-progress", "--seed", "5"]
 
 
@@ -62,22 +57,7 @@ def test_every_config_key_is_a_setting_of_its_command(group):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    (d / "text.txt").write_text(TEXT)
-    sst = (SHARED / "sst2" / "train.tsv").read_text().splitlines()
-    (d / "train.tsv").write_text("\n".join(sst[:61]) + "\n")
-    conll = (SHARED / "tagging" / "conll2003" / "eng.train").read_text().splitlines()
-    (d / "eng.train").write_text(_head_sentences(conll, 40))
-    (d / "eng.testa").write_text(_head_sentences(conll[400:], 10))
-    src, tgt = _corpus(24, 0)
-    vsrc, vtgt = _corpus(6, 1)
-    for name, lines in (("de", src), ("en", tgt), ("vde", vsrc), ("ven", vtgt)):
-        _write(d / f"train.{name}", lines)
-    babi = d / "babi"
-    babi.mkdir()
-    (babi / "qa1_where_train.txt").write_text(where_stories(40, 0))
-    (babi / "qa1_where_test.txt").write_text(where_stories(10, 1))
-    return d
+    return write_tiny_data(tmp_path_factory.mktemp("data"))
 
 
 def runs(d):

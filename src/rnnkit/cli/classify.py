@@ -12,12 +12,11 @@ import numpy as np
 from rnnkit.cli.options import (
     POSITIVE,
     PROB,
-    check_resume,
     config_option,
-    exit_if_interrupted,
     loop_options,
     read_inputs,
     run_options,
+    run_train,
 )
 from rnnkit.recipes.task import (
     ClassifyData,
@@ -80,14 +79,10 @@ def train_cmd(
     the columns sentence<TAB>label. Sentences are split at whitespace. Prints per-epoch
     validation accuracy; OUT/best holds the weights of the best epoch.
     """
-    if resume:
-        check_resume(options, ("pretrained",) if options.get("pretrained") else (),
-                     data=ClassifyData)  # fmt: skip
-    elif not train:
+    if not resume and not train:
         raise click.UsageError("missing the TRAIN file")
-    summary = run_classifier({**options, "train": train}, out, resume=resume, progress=progress,
-                             max_steps=max_steps, echo=click.echo)  # fmt: skip
-    exit_if_interrupted(summary)
+    run_train(run_classifier, {**options, "train": train}, ClassifyData, out, resume, max_steps,
+              progress, ("pretrained",) if options.get("pretrained") else ())  # fmt: skip
 
 
 ENSEMBLE_OPTION = click.option(

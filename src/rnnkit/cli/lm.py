@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from rnnkit.cli.options import POSITIVE, check_resume, config_option, exit_if_interrupted
+from rnnkit.cli.options import POSITIVE, config_option, run_train
 from rnnkit.recipes.lm import PRESETS, LMData, evaluate_file, load_lm, run_lm, sample_text
 
 
@@ -69,11 +69,7 @@ def train_cmd(
     """
     if options.get("clip_norm") is not None and options.get("clip_value") is not None:
         raise click.UsageError("--clip-norm and --clip-value exclude each other")
-    if resume:
-        check_resume(options, ("preset",) if options.get("preset") else (), data=LMData)
-    summary = run_lm({**options, "text": list(text)}, out, resume=resume, progress=progress,
-                     max_steps=max_steps, echo=click.echo)  # fmt: skip
-    exit_if_interrupted(summary)
+    run_train(run_lm, {**options, "text": list(text)}, LMData, out, resume, max_steps, progress)
 
 
 @group.command("sample")

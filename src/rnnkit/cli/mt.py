@@ -16,12 +16,11 @@ import numpy as np
 from rnnkit.cli.options import (
     POSITIVE,
     PROB,
-    check_resume,
     config_option,
-    exit_if_interrupted,
     loop_options,
     read_inputs,
     run_options,
+    run_train,
 )
 from rnnkit.io import RnnkitError, read_lines
 from rnnkit.models.translate import (
@@ -103,16 +102,12 @@ def train_cmd(out: str, resume: bool, max_steps: int | None, progress: bool,
     counted. Defaults: bidirectional GRU 256 -> GRU 512 with general attention and input
     feeding, 13a tokens, words seen once -> <unk>, Adam 1e-3, batch 64, 10 epochs.
     """
-    if resume:
-        check_resume(options, data=MTData)
-    else:
+    if not resume:
         if not options.get("src") or not options.get("tgt"):
             raise click.UsageError("--src and --tgt are required")
         if bool(options.get("valid_src")) != bool(options.get("valid_tgt")):
             raise click.UsageError("--valid-src and --valid-tgt go together")
-    summary = run_mt(options, out, resume=resume, progress=progress, max_steps=max_steps,
-                     echo=click.echo)  # fmt: skip
-    exit_if_interrupted(summary)
+    run_train(run_mt, options, MTData, out, resume, max_steps, progress)
 
 
 @group.command("translate")

@@ -30,6 +30,7 @@ __all__ = [
     "loop_options",
     "read_inputs",
     "run_options",
+    "run_train",
 ]
 
 POSITIVE = click.IntRange(min=1)
@@ -89,6 +90,20 @@ def check_resume(given: dict[str, Any], extra: tuple[str, ...] = (), data: type 
         runconfig.check_resume(given, extra)
     except RnnkitError as e:
         raise click.UsageError(str(e)) from None
+
+
+def run_train(
+    run: Callable[..., dict[str, Any]], settings: dict[str, Any], data: type, out: str,
+    resume: bool, max_steps: int | None, progress: bool, resume_extra: tuple[str, ...] = (),
+) -> None:  # fmt: skip
+    """The body of a train command: on ``--resume`` only ``--epochs`` and the data files
+    (the fields of ``data``, but ``resume_extra``) may be given; then the recipe's
+    ``run(settings, out, ...)``; exit 130 if Ctrl-C stopped it."""
+    if resume:
+        check_resume(settings, resume_extra, data=data)
+    summary = run(settings, out, resume=resume, progress=progress, max_steps=max_steps,
+                  echo=click.echo)  # fmt: skip
+    exit_if_interrupted(summary)
 
 
 # --- run configs ---------------------------------------------------------------------------

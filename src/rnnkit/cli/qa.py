@@ -12,11 +12,10 @@ import click
 from rnnkit.cli.options import (
     POSITIVE,
     PROB,
-    check_resume,
     config_option,
-    exit_if_interrupted,
     loop_options,
     run_options,
+    run_train,
 )
 from rnnkit.models.qa import draw_attention
 from rnnkit.recipes.qa import (
@@ -96,15 +95,12 @@ def train_cmd(
 ) -> None:  # fmt: skip
     """Train on INPUTS: bAbI training files, or directories (with --task) holding
     qaN_*_train.txt files (e.g. ../shared/data/babi/en)."""
-    if resume:
-        check_resume(options, ("INPUTS",) if inputs else (), data=QAData)
-    elif not inputs:
-        raise click.UsageError("missing INPUTS (bAbI training files or a directory)")
-    else:
+    if not resume:
+        if not inputs:
+            raise click.UsageError("missing INPUTS (bAbI training files or a directory)")
         _check_task(inputs, options.get("task"))
-    summary = run_qa({**options, "inputs": list(inputs)}, out, resume=resume, progress=progress,
-                     max_steps=max_steps, echo=click.echo)  # fmt: skip
-    exit_if_interrupted(summary)
+    run_train(run_qa, {**options, "inputs": list(inputs)}, QAData, out, resume, max_steps,
+              progress, ("INPUTS",) if inputs else ())  # fmt: skip
 
 
 @group.command("eval")

@@ -10,12 +10,11 @@ import click
 from rnnkit.cli.options import (
     POSITIVE,
     PROB,
-    check_resume,
     config_option,
-    exit_if_interrupted,
     loop_options,
     read_inputs,
     run_options,
+    run_train,
 )
 from rnnkit.recipes.task import (
     TagData,
@@ -86,14 +85,10 @@ def train_cmd(
     Chunk tags (O, B-X, I-X) are scored by span F1 with conlleval semantics, others by token
     accuracy; OUT/best holds the weights of the best validation epoch.
     """
-    if resume:
-        check_resume(options, ("pretrained",) if options.get("pretrained") else (),
-                     data=TagData)  # fmt: skip
-    elif not train:
+    if not resume and not train:
         raise click.UsageError("missing the TRAIN file")
-    summary = run_tagger({**options, "train": train}, out, resume=resume, progress=progress,
-                         max_steps=max_steps, echo=click.echo)  # fmt: skip
-    exit_if_interrupted(summary)
+    run_train(run_tagger, {**options, "train": train}, TagData, out, resume, max_steps, progress,
+              ("pretrained",) if options.get("pretrained") else ())  # fmt: skip
 
 
 def _format_output(

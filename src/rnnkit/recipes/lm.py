@@ -43,9 +43,9 @@ from rnnkit.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from rnnkit.train.clip import clip_grad_norm, clip_grad_value, l2_penalty
+from rnnkit.train.clip import clip_grad_value, l2_penalty
 from rnnkit.train.data import TBPTTStream
-from rnnkit.train.logs import MetricsLog, Throughput, grad_norm, group_grad_norms
+from rnnkit.train.logs import MetricsLog, measure_and_clip
 from rnnkit.train.loop import (
     OPTIMIZERS,
     StopFlag,
@@ -345,8 +345,7 @@ def train_lm(
     out.mkdir(parents=True, exist_ok=True)
     if inputs is not None:
         write_config(out, "lm train", {**inputs, **asdict(cfg)})
-    logger = MetricsLog(out, step if resume else None, echo=echo)
-    meter = Throughput()
+    logger = MetricsLog(out, step if resume else None, echo=echo, log_every=cfg.log_every)
 
     def save() -> None:
         arrays = {}
@@ -386,7 +385,7 @@ def train_lm(
                                unit="win")  # fmt: skip
             t0, tokens, run_loss = time.perf_counter(), 0, []
             for x, y in stream:
-                meter.start()
+                logger.meter.start()
                 if stream.position == 1:  # the first window of an epoch: fresh state
                     state = None
                 loss, state, cache = model.forward(x, y, state, training=True)
@@ -394,16 +393,12 @@ def train_lm(
                 model.backward(cache, dloss=float(x.shape[1]) if cfg.loss == "sum-time" else 1.0)
                 if cfg.l2 > 0:
                     l2_penalty(model.params, model.grads, cfg.l2)
-                logged = (step + 1) % cfg.log_every == 0
-                layers = group_grad_norms(model.grads) if logged else {}  # before clipping
-                if cfg.clip_norm is not None:
-                    gnorm = clip_grad_norm(model.grads, cfg.clip_norm)
-                else:
-                    gnorm = grad_norm(model.grads.values())
+                logged = logger.due(step + 1)
+                gnorm, groups = measure_and_clip(model.grads, cfg.clip_norm, logged)
                 if cfg.clip_value is not None:
                     clip_grad_value(model.grads, cfg.clip_value)
                 opt.step()
-                meter.stop(tokens=y.size)
+                logger.meter.stop(tokens=y.size)
                 step += 1
                 steps_this_call += 1
                 tokens += y.size
@@ -413,9 +408,7 @@ def train_lm(
                 rec = {"type": "train", "step": step, "epoch": epoch, "loss": loss,
                        "grad_norm": gnorm, "lr": opt.lr}  # fmt: skip
                 if logged:
-                    rec.update(meter.rates())
-                    rec.update(layers)
-                    logger.log(rec)
+                    logger.log_step(rec, groups)
                 if any_stop(callbacks, "on_step", rec):
                     stopped = True
                 if bar is not None:

@@ -620,6 +620,25 @@ def load_tagger(path: str | Path) -> Tagging:
     return Tagging(model, vocab, chars, tags, cfg)
 
 
+def _file_run(settings: Mapping[str, Any], data: type, config: type, kind: str,
+              out: str | Path, resume: bool, where: str, command: str,
+              ) -> tuple[dict[str, Any], dict[str, Any], Any, dict[str, Any]]:  # fmt: skip
+    """The settings of a one-training-file command: ``(data settings, the others as given,
+    the new run's config or None, the checkpoint's training settings or {})``."""
+    s = check_settings(settings, [data, config], where, command=command)
+    inputs, given = split_settings(s, data)
+    if resume:
+        check_resume(given, ("pretrained",) if inputs["pretrained"] else ())
+        inputs, saved = resume_inputs(out, kind, inputs, ("train", "valid", "test"))
+        if not inputs["train"]:
+            raise RnnkitError(f"{out}: the checkpoint does not name its training file; give "
+                              "TRAIN")  # fmt: skip
+        return inputs, given, None, saved
+    if not inputs["train"]:
+        raise RnnkitError(f"{where}: train: missing the training file")
+    return inputs, given, config(**given), {}
+
+
 def run_classifier(
     settings: Mapping[str, Any], out: str | Path, *, resume: bool = False, progress: bool = True,
     max_steps: int | None = None, echo: Callable[[str], None] = print,
@@ -628,23 +647,10 @@ def run_classifier(
     """``rnnkit classify train`` as a function: settings and arguments as
     :func:`rnnkit.recipes.lm.run_lm`'s, the settings being the fields of
     :class:`ClassifyData` and :class:`ClassifyTrainConfig`."""
-    s = check_settings(settings, [ClassifyData, ClassifyTrainConfig], where,
-                       command="rnnkit classify train")  # fmt: skip
-    inputs, given = split_settings(s, ClassifyData)
-    cfg = None
-    if resume:
-        check_resume(given, ("pretrained",) if inputs["pretrained"] else ())
-        inputs, saved = resume_inputs(out, KIND_CLASSIFIER, inputs,
-                                       ("train", "valid", "test"))  # fmt: skip
-        lower = bool(saved.get("lower", False))
-        if not inputs["train"]:
-            raise RnnkitError(f"{out}: the checkpoint does not name its training file; give "
-                              "TRAIN")  # fmt: skip
-    else:
-        if not inputs["train"]:
-            raise RnnkitError(f"{where}: train: missing the training file")
-        cfg = ClassifyTrainConfig(**given)
-        lower = cfg.lower
+    inputs, given, cfg, saved = _file_run(settings, ClassifyData, ClassifyTrainConfig,
+                                          KIND_CLASSIFIER, out, resume, where,
+                                          "rnnkit classify train")  # fmt: skip
+    lower = cfg.lower if cfg is not None else bool(saved.get("lower", False))
     enc, read = inputs["encoding"], read_labelled_tsv
     return train_classifier(
         cfg, read(inputs["train"], lower, enc), out,
@@ -664,20 +670,8 @@ def run_tagger(
     """``rnnkit tag train`` as a function: settings and arguments as
     :func:`rnnkit.recipes.lm.run_lm`'s, the settings being the fields of :class:`TagData`
     and :class:`TagTrainConfig`."""
-    s = check_settings(settings, [TagData, TagTrainConfig], where, command="rnnkit tag train")
-    inputs, given = split_settings(s, TagData)
-    cfg = None
-    if resume:
-        check_resume(given, ("pretrained",) if inputs["pretrained"] else ())
-        inputs, _ = resume_inputs(out, KIND_TAGGER, inputs,
-                                   ("train", "valid", "test"))  # fmt: skip
-        if not inputs["train"]:
-            raise RnnkitError(f"{out}: the checkpoint does not name its training file; give "
-                              "TRAIN")  # fmt: skip
-    else:
-        if not inputs["train"]:
-            raise RnnkitError(f"{where}: train: missing the training file")
-        cfg = TagTrainConfig(**given)
+    inputs, given, cfg, _ = _file_run(settings, TagData, TagTrainConfig, KIND_TAGGER, out,
+                                      resume, where, "rnnkit tag train")  # fmt: skip
 
     def read(path: str | None) -> TaggedCorpus | None:
         if not path:

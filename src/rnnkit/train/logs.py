@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from rnnkit.io import atomic_write
+from rnnkit.train.clip import clip_grad_norm
 
 __all__ = [
     "AXES",
@@ -44,6 +45,7 @@ __all__ = [
     "Throughput",
     "grad_norm",
     "group_grad_norms",
+    "measure_and_clip",
     "param_group",
 ]
 
@@ -92,6 +94,18 @@ def group_grad_norms(grads: Mapping[str, np.ndarray]) -> dict[str, float]:
     return {f"grad_norm/{k}": grad_norm(v) for k, v in groups.items()}
 
 
+def measure_and_clip(
+    grads: Mapping[str, np.ndarray], clip_norm: float | None, by_group: bool
+) -> tuple[float, dict[str, float]]:
+    """The gradient's global L2 norm and, with ``by_group``, :func:`group_grad_norms` (both
+    taken before clipping); then the gradient is clipped to global norm ``clip_norm`` in
+    place (None: not clipped), as ``torch.nn.utils.clip_grad_norm_`` does."""
+    groups = group_grad_norms(grads) if by_group else {}
+    if clip_norm is None:
+        return grad_norm(grads.values()), groups
+    return clip_grad_norm(grads, clip_norm), groups
+
+
 class Throughput:
     """Items per second of training steps since the last :meth:`rates` (evaluation and
     checkpoint time excluded): call :meth:`start` before a step and :meth:`stop` after it."""
@@ -128,6 +142,7 @@ class MetricsLog:
         tensorboard: write event files (needs ``tensorboardX``; without it, ``echo`` gets one
             line saying so).
         echo: where that line goes.
+        log_every: the steps between training records (:meth:`due`, :meth:`log_step`).
     """
 
     def __init__(
@@ -136,8 +151,11 @@ class MetricsLog:
         resume_step: int | None,
         tensorboard: bool = True,
         echo: Callable[[str], None] | None = None,
+        log_every: int = 1,
     ) -> None:
         self.out = Path(out)
+        self.log_every = log_every
+        self.meter = Throughput()  # the training steps' rates, for the training records
         self.path = self.out / "metrics.jsonl"
         self.csv_path = self.out / "metrics.csv"
         self.records: list[dict[str, Any]] = []
@@ -205,6 +223,17 @@ class MetricsLog:
             self._add_scalars(self.writer, record)
             if record.get("type") == "epoch":
                 self.writer.flush()
+
+    def due(self, step: int) -> bool:
+        """Whether step number ``step`` (counted from 1) gets a training record."""
+        return step % self.log_every == 0
+
+    def log_step(self, record: dict[str, Any], groups: Mapping[str, float]) -> None:
+        """Log a training record, with the throughput since the previous one (from
+        :attr:`meter`) and the per-group gradient norms added to it."""
+        record.update(self.meter.rates())
+        record.update(groups)
+        self.log(record)
 
     def close(self) -> None:
         """Flush and close the event file (the other files are complete after every record)."""

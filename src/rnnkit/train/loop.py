@@ -42,8 +42,8 @@ from rnnkit.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from rnnkit.train.clip import clip_grad_norm, l2_penalty
-from rnnkit.train.logs import MetricsLog, Throughput, grad_norm, group_grad_norms
+from rnnkit.train.clip import l2_penalty
+from rnnkit.train.logs import MetricsLog, measure_and_clip
 from rnnkit.train.optim import SGD, Adagrad, Adam, Optimizer, RMSProp, StepDecay
 from rnnkit.train.runconfig import write_config
 
@@ -354,8 +354,7 @@ def fit(
     out.mkdir(parents=True, exist_ok=True)
     if task.settings is not None:
         write_config(out, task.command, task.settings)
-    logger = MetricsLog(out, step if ck is not None else None, echo=echo)
-    meter = Throughput()
+    logger = MetricsLog(out, step if ck is not None else None, echo=echo, log_every=cfg.log_every)
 
     def save(path: Path, with_state: bool = True) -> None:
         trainer = {
@@ -380,7 +379,7 @@ def fit(
             bar = progress_bar(len(batches), position, epoch + 1, cfg.epochs, progress)
             t0 = time.perf_counter()
             for k in range(position, len(batches)):
-                meter.start()
+                logger.meter.start()
                 inputs, targets = task.batch(batches[k], True)
                 loss, cache = task.loss(inputs, targets, True)
                 if not math.isfinite(loss):
@@ -390,14 +389,11 @@ def fit(
                 model.backward(cache)
                 if cfg.l2 > 0:
                     l2_penalty(trainable, model.grads, cfg.l2)
-                logged = (step + 1) % cfg.log_every == 0
-                layers = group_grad_norms(model.grads) if logged else {}  # before clipping
-                if cfg.clip_norm is not None:
-                    gnorm = clip_grad_norm(model.grads, cfg.clip_norm)
-                else:
-                    gnorm = grad_norm(model.grads.values())
+                logged = logger.due(step + 1)
+                gnorm, groups = measure_and_clip(model.grads, cfg.clip_norm, logged)
                 opt.step()
-                meter.stop(examples=len(batches[k]), tokens=float(task.lengths[batches[k]].sum()))
+                logger.meter.stop(examples=len(batches[k]),
+                                  tokens=float(task.lengths[batches[k]].sum()))  # fmt: skip
                 step += 1
                 steps_this_call += 1
                 position = k + 1
@@ -406,9 +402,7 @@ def fit(
                 rec = {"type": "train", "step": step, "epoch": epoch + 1, "loss": loss,
                        "grad_norm": gnorm, "lr": opt.lr}  # fmt: skip
                 if logged:
-                    rec.update(meter.rates())
-                    rec.update(layers)
-                    logger.log(rec)
+                    logger.log_step(rec, groups)
                 if any_stop(callbacks, "on_step", rec):
                     halt = True
                 if bar is not None:
