@@ -87,6 +87,7 @@ __all__ = [
     "EarlyStopping",
     "TrainedClassifier",
     "TrainedLM",
+    "TrainedModel",
     "TrainedQA",
     "TrainedTagger",
     "TrainedTranslator",
@@ -191,8 +192,11 @@ def train_qa(config: Config | QATrainConfig = None, **kwargs: Any) -> dict[str, 
 # --- trained models --------------------------------------------------------------------------
 
 
-class _Trained:
-    kind = ""
+class TrainedModel:
+    """What :func:`load` returns: a trained model of one task, with its vocabularies and
+    training settings (the subclasses add the task's methods)."""
+
+    kind = ""  # the checkpoint kind the class loads
 
     def __init__(self, path: Path, config: Any, model: Any) -> None:
         self.path = path  # the run (or checkpoint) folder it was loaded from
@@ -214,7 +218,7 @@ def _sentences(sentences: Sequence[str | Sequence[str]], lower: bool) -> list[li
     return out
 
 
-class TrainedLM(_Trained):
+class TrainedLM(TrainedModel):
     """A language model (``rnnkit lm``): :meth:`sample` and :meth:`evaluate`."""
 
     kind = "lm"
@@ -236,7 +240,7 @@ class TrainedLM(_Trained):
         return evaluate_file(self.model, self.vocab, path, self.config.bptt, batch_size, encoding)
 
 
-class TrainedClassifier(_Trained):
+class TrainedClassifier(TrainedModel):
     """A sentence classifier (``rnnkit classify``): :meth:`predict`, :meth:`predict_proba`,
     :meth:`evaluate`."""
 
@@ -272,7 +276,7 @@ class TrainedClassifier(_Trained):
         return evaluate_classifier(self.classification, data)
 
 
-class TrainedTagger(_Trained):
+class TrainedTagger(TrainedModel):
     """A sequence tagger (``rnnkit tag``): :meth:`predict` and :meth:`evaluate`."""
 
     kind = "tagger"
@@ -292,7 +296,7 @@ class TrainedTagger(_Trained):
         return evaluate_tagger(self.tagging, data)
 
 
-class TrainedTranslator(_Trained):
+class TrainedTranslator(TrainedModel):
     """A translation model (``rnnkit mt``): :meth:`translate`."""
 
     kind = "mt"
@@ -316,7 +320,7 @@ class TrainedTranslator(_Trained):
         return [hyps[0].text for hyps in res]
 
 
-class TrainedQA(_Trained):
+class TrainedQA(TrainedModel):
     """A bAbI question-answering model (``rnnkit qa``): :meth:`predict`, :meth:`evaluate`."""
 
     kind = "qa"
@@ -338,11 +342,11 @@ class TrainedQA(_Trained):
         return evaluate_qa(self.reader, read_babi_files(babi_files(list(inputs), task, split)))
 
 
-_KINDS: dict[str, type[_Trained]] = {c.kind: c for c in (TrainedLM, TrainedClassifier,
+_KINDS: dict[str, type[TrainedModel]] = {c.kind: c for c in (TrainedLM, TrainedClassifier,
                                      TrainedTagger, TrainedTranslator, TrainedQA)}  # fmt: skip
 
 
-def load(path: str | Path) -> _Trained:
+def load(path: str | Path) -> TrainedModel:
     """The trained model of a run folder (its ``best/`` weights where the run keeps them, else
     its latest checkpoint) or of a checkpoint folder, as the object of its task."""
     kind = load_checkpoint(run_checkpoint(path)).kind
