@@ -1,4 +1,4 @@
-"""Shared fixtures."""
+"""Shared fixtures: which engine the recurrent layers run on."""
 
 from __future__ import annotations
 
@@ -13,4 +13,13 @@ def engine(request):
     test's duration; layers built without ``backend=`` follow it)."""
     previous = rnnkit.set_backend(request.param)
     yield request.param
+    rnnkit.set_backend(previous)
+
+
+@pytest.fixture
+def compiled():
+    """For tests of compiled code (rnnkit.fast): the compiled engine by name, so that they
+    test it even when the suite runs under RNNKIT_BACKEND=numpy."""
+    previous = rnnkit.set_backend("compiled")
+    yield
     rnnkit.set_backend(previous)

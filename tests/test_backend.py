@@ -132,6 +132,7 @@ def test_auto_falls_back_and_compiled_says_why(monkeypatch):
 
 
 def test_cli_backend_option_and_bad_environment(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RNNKIT_BACKEND", raising=False)
     corpus = tmp_path / "c.txt"
     corpus.write_text("a b c\n" * 50)
     rc = main(["--backend", "numpy", "embed", "train", str(corpus), "--min-count", "1",

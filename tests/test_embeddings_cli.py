@@ -8,6 +8,9 @@ import pytest
 from rnnkit.cli import main
 from rnnkit.embeddings import KeyedVectors
 
+# compiled code under test: asked for by name (also under RNNKIT_BACKEND=numpy)
+pytestmark = pytest.mark.usefixtures("compiled")
+
 
 @pytest.fixture
 def corpus(tmp_path):

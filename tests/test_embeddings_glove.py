@@ -13,6 +13,9 @@ from rnnkit.embeddings.glove import cooccurrence, glove_backward, glove_forward,
 from rnnkit.engine.gradcheck import gradcheck
 from rnnkit.io import RnnkitError
 
+# compiled code under test: asked for by name (also under RNNKIT_BACKEND=numpy)
+pytestmark = pytest.mark.usefixtures("compiled")
+
 
 def test_gradcheck_glove_objective():
     rng = np.random.default_rng(0)

@@ -24,6 +24,9 @@ from rnnkit.embeddings.word2vec import (
 from rnnkit.engine.gradcheck import gradcheck
 from rnnkit.io import RnnkitError
 
+# compiled code under test: asked for by name (also under RNNKIT_BACKEND=numpy)
+pytestmark = pytest.mark.usefixtures("compiled")
+
 LEE = str(
     Path(__file__).resolve().parents[2] / "shared" / "data" / "word_eval" / "lee_background.cor"
 )

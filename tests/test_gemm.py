@@ -16,6 +16,9 @@ from torch_ref import max_rel
 
 from rnnkit.fast import gemm as G
 
+# compiled code under test: asked for by name (also under RNNKIT_BACKEND=numpy)
+pytestmark = pytest.mark.usefixtures("compiled")
+
 
 def _operand(rng, rows, cols, transposed, strided):
     """A float32 (rows, cols) view: a transposed array, or a strided block of a larger one."""

@@ -86,7 +86,7 @@ def test_matches_torch_optim(ours, theirs, kw):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
-def test_adam_compiled_update_is_the_numpy_update_bit_for_bit(dtype, weight_decay):
+def test_adam_compiled_update_is_the_numpy_update_bit_for_bit(dtype, weight_decay, compiled):
     """Adam's one-pass compiled update (contiguous float arrays) against its NumPy form (used
     for other layouts): equal bits after 12 steps, buffers too; a non-contiguous parameter
     takes the NumPy path and agrees as well."""

@@ -14,6 +14,9 @@ from test_layers_torch import compare
 import rnnkit
 from rnnkit.fast import workspace as ws
 
+# compiled code under test: asked for by name (also under RNNKIT_BACKEND=numpy)
+pytestmark = pytest.mark.usefixtures("compiled")
+
 
 def test_buffers_are_reused_only_when_free():
     a = ws.empty((512, 1024), np.float32)  # 2 MiB
