@@ -26,7 +26,7 @@ against NumPy and torch.
 
 For whoever edits this file: numba's on-disk cache of a function is invalidated by changes to
 its own file only, and the loops of rnnkit.fast.loops compile these functions into themselves;
-after a change here, delete ``src/rnnkit/__pycache__/_kernels*.nb*`` (or touch _kernels.py),
+after a change here, delete ``src/rnnkit/fast/__pycache__/loops*.nb*`` (or touch loops.py),
 or the loops keep running the old code. (Checked this way: the 8-wide configuration, forced
 on this AVX-512 machine, passes tests/test_gemm.py, test_layers_torch.py and test_kernels.py.)
 """
