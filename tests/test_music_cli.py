@@ -115,3 +115,27 @@ def test_bad_input_is_one_line(roll_run, tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert not list(tmp_path.glob("x.*"))
+
+
+def test_transposition_changes_what_is_trained(data, tmp_path, capsys):
+    common = ["--cell", "rnn", "--hidden", "4", "--epochs", "1", "--batch-size", "2",
+              "--no-progress"]  # fmt: skip
+    losses = []
+    for k in ("0", "3"):
+        out = tmp_path / f"t{k}"
+        assert (
+            main(["music", "train", str(data), *common, "--transpose", k, "--out", str(out)]) == 0
+        )
+        rec = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        losses.append([r["train_loss"] for r in rec if r.get("type") == "epoch"][0])
+    assert losses[0] != losses[1]
+    capsys.readouterr()
+    args = ["music", "train", str(data), "--form", "tokens", "--hidden", "4", "--embed", "4",
+            "--epochs", "1", "--batch-size", "1", "--bptt", "10", "--no-progress"]  # fmt: skip
+    sizes = []
+    for k in ("0", "1"):
+        assert main([*args, "--transpose", k, "--out", str(tmp_path / f"k{k}")]) == 0
+        line = capsys.readouterr().out.splitlines()[0]
+        sizes.append(int(line.split(" tokens per epoch")[0].rsplit(" ", 1)[1].replace(",", "")))
+    # each chorale also a semitone down and up, but those with the range's extreme notes
+    assert 2 * sizes[0] < sizes[1] < 3 * sizes[0]

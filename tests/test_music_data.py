@@ -25,6 +25,7 @@ from rnnkit.text.chorales import (
     piano_roll,
     roll_notes,
     roll_to_chorale,
+    shift_roll,
     split_of,
     tokens_to_chorale,
     voice_notes,
@@ -209,3 +210,10 @@ def test_wav_is_read_by_the_standard_library_and_has_the_pitch():
     spectrum = np.abs(np.fft.rfft(x[:8000]))
     assert np.argmax(spectrum) == pytest.approx(440, abs=1)  # 1 Hz bins
     assert np.abs(x).max() == pytest.approx(0.8 * 32767, rel=0.01)
+
+
+def test_shifting_the_roll_is_transposing_the_chorale(scores):
+    ch = chorale_from_score(scores["bwv347"], "bwv347", 0.5)
+    for s in (-3, 2):
+        np.testing.assert_array_equal(shift_roll(piano_roll(ch, 30, 90), s),
+                                      piano_roll(ch.transposed(s), 30, 90))  # fmt: skip

@@ -53,6 +53,8 @@ from rnnkit.text.chorales import (
     read_dataset,
     roll_notes,
     roll_to_chorale,
+    shift_roll,
+    steps_per_bar,
     tokens_to_chorale,
     voice_notes,
     voice_ranges,
@@ -301,11 +303,7 @@ def train_music(
             r = rolls[i]
             if training and cfg.transpose:
                 s = int(model.rng.choice(shifts[i]))
-                if s:
-                    shifted = np.zeros_like(r)
-                    P = r.shape[1]
-                    shifted[:, max(s, 0) : P + min(s, 0)] = r[:, max(-s, 0) : P - max(s, 0)]
-                    r = shifted
+                r = shift_roll(r, s) if s else r
             chosen.append(r)
         return _pad(chosen), None
 
@@ -461,25 +459,20 @@ def _find(data: ChoraleData, name: str) -> Chorale:
     raise RnnkitError(f"--prime: no chorale {name!r} in the data (validation ones: {known}, ...)")
 
 
-def _steps_per_bar(meter: str, step: float) -> int:
-    num, _, den = meter.partition("/")
-    return max(1, int(round(int(num) * 4.0 / int(den) / step)))
-
-
 def generate(run: MusicRun, bars: int, rng: np.random.Generator, prime: Chorale | None = None,
              temperature: float = 1.0) -> tuple[Chorale, int, Any]:  # fmt: skip
     """Continue the prime (or start afresh) by ``bars`` bars. Returns the chorale (prime
     included), the number of prime steps, and the roll (roll form) or the count of tokens
     that did not fit (token form)."""
     meter = prime.meter if prime is not None else "4/4"
-    steps = bars * _steps_per_bar(meter, run.step)
+    steps = bars * steps_per_bar(meter, run.step)
     if run.form == "roll":
         P = run.model.config.pitches
         pr = piano_roll(prime, run.low, run.low + P - 1) if prime is not None else None
         roll = run.model.sample(steps, rng, pr, temperature)
         ch = roll_to_chorale(roll, run.low, run.step, meter)
         if prime is not None and len(prime.bars):  # the prime's bar lines, then every bar
-            per_bar = _steps_per_bar(meter, run.step)
+            per_bar = steps_per_bar(meter, run.step)
             after = np.arange(int(prime.bars[-1]) + per_bar, ch.steps, per_bar)
             ch.bars = np.concatenate([prime.bars, after]).astype(np.int64)
         return ch, 0 if pr is None else len(pr), roll

@@ -71,7 +71,9 @@ __all__ = [
     "read_dataset",
     "roll_notes",
     "roll_to_chorale",
+    "shift_roll",
     "split_of",
+    "steps_per_bar",
     "tokens_to_chorale",
     "voice_notes",
     "voice_ranges",
@@ -350,6 +352,21 @@ def piano_roll(ch: Chorale, low: int, high: int) -> Array:
     return roll
 
 
+def shift_roll(roll: Array, semitones: int) -> Array:
+    """A piano roll ``semitones`` higher (columns shifted; pitches pushed out of the range are
+    lost, so callers shift only as far as the notes allow).
+
+    >>> shift_roll(np.array([[1, 0, 0, 1]]), -1).tolist()   # the lowest pitch falls out
+    [[0, 0, 1, 0]]
+    >>> shift_roll(np.array([[1, 0, 0, 0]]), 2).tolist()
+    [[0, 0, 1, 0]]
+    """
+    out = np.zeros_like(roll)
+    P, s = roll.shape[1], int(semitones)
+    out[:, max(s, 0) : P + min(s, 0)] = roll[:, max(-s, 0) : P - max(s, 0)]
+    return out
+
+
 def roll_notes(roll: Array, low: int) -> list[tuple[int, int, int]]:
     """(start step, end step, pitch) of a piano roll, a pitch held over consecutive steps
     being one note.
@@ -384,11 +401,16 @@ def roll_to_chorale(roll: Array, low: int, step: float, meter: str = "4/4",
             for s, p in zip(slots, ps, strict=True):
                 voices[s, t] = p
     onsets = voices != np.concatenate([np.zeros((4, 1), np.int64), voices[:, :-1]], axis=1)
-    per_bar = _bar_steps(meter, step)
+    per_bar = steps_per_bar(meter, step)
     return Chorale(name, voices, onsets, np.arange(0, T, per_bar), np.zeros(0), step, meter)
 
 
-def _bar_steps(meter: str, step: float) -> int:
+def steps_per_bar(meter: str, step: float) -> int:
+    """Grid steps in one bar of ``meter`` (``"3/4"``; 4/4 if unreadable).
+
+    >>> steps_per_bar("3/4", 0.5), steps_per_bar("3/2", 1.0)
+    (6, 6)
+    """
     num, _, den = meter.partition("/")
     try:
         quarters = int(num) * 4.0 / int(den)
