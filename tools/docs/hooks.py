@@ -3,12 +3,12 @@
 - **Figures and outputs**: each page's code blocks run (``tools/docs/snippets.py``, cached by
   input); ``<!-- docs: figure FILE "caption" -->`` becomes the picture the blocks wrote, and a
   block marked ``<!-- docs: output -->`` is followed by what it printed.
-- **Code lines**: ``{% source rnnkit.engine.layers.direction_forward start="for t in" end="hbuf[t + 1]" %}``
-  shows the lines of that function (or class, or method) from the first line containing
-  ``start`` to the first line after it containing ``end`` (both optional), numbered as in
-  the file and linked to the file's page; ``{% link rnnkit.engine.cells.lstm_step_backward %}``
-  is a link to them. Line numbers are looked up at every build, and a name or text that is
-  no longer found fails the build.
+- **Code lines**: ``{% source rnnkit.engine.layers.direction_forward start="for t in"
+  end="hbuf[t + 1]" %}`` shows the lines of that function (or class, or method) from the
+  first line containing ``start`` to the first line after it containing ``end`` (both
+  optional), numbered as in the file and linked to the file's page;
+  ``{% link rnnkit.engine.cells.lstm_step_backward %}`` is a link to them. Line numbers
+  are looked up at every build, and a name or text no longer found fails the build.
 - **Command help**: ``{% help lm train %}`` is ``rnnkit lm train --help``, as the command
   prints it now; every command must have a page that shows its help.
 - **Generated pages**: the API reference (one page per package, every module, from the
@@ -41,7 +41,8 @@ ROOT = snippets.ROOT
 SRC = ROOT / "src"
 PKG = SRC / "rnnkit"
 
-DIRECTIVE = re.compile(r"\{%\s*(?P<name>source|link|help)\s+(?P<args>.*?)\s*%\}")
+# one written in backticks is an example of the syntax, not a directive
+DIRECTIVE = re.compile(r"(?<!`)\{%\s*(?P<name>source|link|help)\b\s*(?P<args>.*?)\s*%\}")
 
 
 def _warn(msg: str) -> None:
@@ -229,14 +230,30 @@ def packages() -> list[str]:
 
 
 def modules(package: str) -> list[str]:
+    """The public modules of a package in the order its docstring names them (the order to
+    read them in: ops, cells, layers), then the others, each after those it imports."""
     base = SRC.joinpath(*package.split("."))
     if not base.is_dir() or package == "rnnkit":
         return []
-    return [
-        f"{package}.{p.stem}"
-        for p in sorted(base.glob("*.py"))
-        if not p.name.startswith("_")
-    ]
+    names = [p.stem for p in sorted(base.glob("*.py")) if not p.name.startswith("_")]
+    uses: dict[str, set[str]] = {}
+    for name in names:
+        tree = ast.parse((base / f"{name}.py").read_text(encoding="utf-8"))
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module.removeprefix(package + "."))
+                found.update(f"{node.module}.{a.name}".removeprefix(package + ".")
+                             for a in node.names)  # fmt: skip
+        uses[name] = {n for n in found if n in names and n != name}
+    ordered: list[str] = []
+    while len(ordered) < len(names):
+        ready = [n for n in names if n not in ordered and uses[n] <= set(ordered)]
+        ordered.append(ready[0] if ready else next(n for n in names if n not in ordered))
+    doc = ast.get_docstring(ast.parse((base / "__init__.py").read_text(encoding="utf-8"))) or ""
+    mention = {n: m.start() for n in names if (m := re.search(rf"[.`]{n}\b", doc))}
+    ordered.sort(key=lambda n: mention.get(n, len(doc) + 1))  # stable: the rest keep theirs
+    return [f"{package}.{n}" for n in ordered]
 
 
 def reference_page(package: str) -> str:
@@ -248,12 +265,30 @@ def reference_page(package: str) -> str:
         f"# `{package}`", "",
         f"[Source of `{package}`](../source/{rel}.md)", "",
         f"::: {package}", "    options:", "      show_root_heading: false",
-        "      members: false" if modules(package) and package != "rnnkit" else "      members: true", "",
+        f"      members: {'false' if modules(package) else 'true'}", "",
     ]  # fmt: skip
     for mod in modules(package):
-        rel = module_file(mod).relative_to(PKG).as_posix()  # type: ignore[union-attr]
-        lines += [f"::: {mod}", "", f"[Source of `{mod}`](../source/{rel}.md)", ""]
+        lines += [f"::: {mod}", ""]
     return "\n".join(lines)
+
+
+MODULE_HEADING = re.compile(r'(<h2 id="(rnnkit(?:\.\w+)+)" class="doc doc-heading">.*?</h2>)', re.S)
+
+
+def source_links(html_text: str) -> str:
+    """Under each module's heading in the API reference, a link to the module's source page."""
+
+    def add(m: re.Match[str]) -> str:
+        path = module_file(m[2])
+        if path is None or path.name == "__init__.py":
+            return m[0]
+        rel = path.relative_to(PKG).as_posix()
+        # reference/PKG.md is served as reference/PKG/, two levels below the site's root
+        url = f"../../source/{rel}/"
+        link = f'<a href="{url}">source: src/rnnkit/{rel}</a>'
+        return f'{m[1]}\n<p class="source-link">{link}</p>'
+
+    return MODULE_HEADING.sub(add, html_text)
 
 
 def reference_index() -> str:
@@ -285,9 +320,9 @@ def source_page(path: Path) -> str:
         ref = _rel(f"reference/{parts[1]}.md", uri)
         about = f"its documentation: [`{mod}`]({ref}#{mod})."
     return "\n".join([
-        "---", "search:", "  exclude: true", "---", "",
+        "---", "search:", "  exclude: true", "hide:", "  - navigation", "  - toc", "---", "",
         f"# `src/{rel}`", "",
-        f"The file as it is at this build; {about}" if about else "The file as it is at this build.",
+        f"The file as it is at this build; {about}" if about else "The file as at this build.",
         "", f'{fence}python linenums="1"', text, fence, "",
     ])  # fmt: skip
 
@@ -347,12 +382,15 @@ def on_files(files: Files, config: Any) -> Files:
         if not (page.figures or any(b.output for b in page.runnable)):
             continue
         result, hit = snippets.cached_run(page, _digest)
-        log.info(f"docs: {f.src_uri}: blocks {'cached' if hit else f'ran in {result.seconds:.1f} s'}")
+        log.info(
+            f"docs: {f.src_uri}: blocks {'cached' if hit else f'ran in {result.seconds:.1f} s'}"
+        )
         _results[f.src_uri] = result
         for fig in page.figures:
             files.append(
-                File.generated(config, _figure_uri(f.src_uri, fig.file),
-                               abs_src_path=result.figures[fig.file])  # fmt: skip
+                File.generated(
+                    config, _figure_uri(f.src_uri, fig.file), abs_src_path=result.figures[fig.file]
+                )  # fmt: skip
             )
     return files
 
@@ -377,14 +415,15 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
                 out = result.outputs[i].rstrip("\n") or "(no output)"
                 indent = re.match(r"\s*", lines[b.line - 1])[0]  # type: ignore[index]
                 fence = _fence(out)
-                inserts[b.end] = ["", *(indent + s for s in
-                                        [f'{fence}text title="output"', *out.split("\n"), fence])]  # fmt: skip
+                shown = [f'{fence}text title="output"', *out.split("\n"), fence]
+                inserts[b.end] = ["", *(indent + s for s in shown)]
         for fig in parsed.figures:
             uri = _figure_uri(src, fig.file)
             rel = posixpath.relpath(uri, posixpath.dirname(src) or ".")
             cap = fig.caption
             lines[fig.line - 1] = (
-                f'<figure markdown="span">\n  ![{cap}]({rel})\n  <figcaption>{cap}</figcaption>\n</figure>'
+                f'<figure markdown="span">\n  [![{cap}]({rel})]({rel})\n'
+                f"  <figcaption>{cap}</figcaption>\n</figure>"
             )
         for end in sorted(inserts, reverse=True):
             lines[end:end] = inserts[end]
@@ -423,7 +462,10 @@ def on_page_content(html_text: str, page: Any, config: Any, files: Files) -> str
             _warn(f"{page.file.src_uri}: equation {tex!r}: {e}")
             return m[0]
 
-    return MATH.sub(mathml, html_text)
+    html_text = MATH.sub(mathml, html_text)
+    if page is not None and page.file.src_uri.startswith("reference/"):
+        html_text = source_links(html_text)
+    return html_text
 
 
 def on_post_build(config: Any) -> None:

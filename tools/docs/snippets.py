@@ -3,7 +3,8 @@
 Every fenced ``python`` and ``bash`` block of a page under ``docs/`` runs, in the order of
 the page, in a fresh working folder of its own, in one child process per page: the python
 blocks share one namespace (a page reads like a notebook), the bash blocks run with
-``bash -eo pipefail`` in the same folder, with the ``rnnkit`` of this environment on PATH.
+``bash -eo pipefail`` as if typed into one terminal (what a block exports and the folder it
+changes to carry on to the next blocks), with the ``rnnkit`` of this environment on PATH.
 A block that must not run says so on the line just above its fence, with its reason::
 
     <!-- docs: norun needs the Penn Treebank files -->
@@ -76,8 +77,10 @@ class Page:
 
     @property
     def name(self) -> str:
-        return self.path.relative_to(DOCS).as_posix() if self.path.is_relative_to(DOCS) else str(
-            self.path
+        return (
+            self.path.relative_to(DOCS).as_posix()
+            if self.path.is_relative_to(DOCS)
+            else str(self.path)
         )
 
     @property
@@ -96,7 +99,9 @@ def parse_page(path: Path, text: str | None = None) -> Page:
         line = lines[i]
         m = FENCE.match(line)
         if m is None:
-            for mk in MARKER.finditer(line):
+            # a marker is a line of its own (one in running text is an example of it)
+            mk = MARKER.fullmatch(line.strip())
+            if mk is not None:
                 kind, rest = mk["kind"], mk["rest"]
                 if kind == "figure":
                     f = FIGURE.match(rest)
@@ -161,7 +166,11 @@ def source_digest() -> str:
     h = hashlib.sha256(sys.version.encode())
     h.update(Path(__file__).read_bytes())
     for p in sorted(SRC.rglob("*")):
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".nbi", ".nbc"):
+        if (
+            p.is_file()
+            and "__pycache__" not in p.parts
+            and p.suffix not in (".pyc", ".nbi", ".nbc")
+        ):
             h.update(p.relative_to(SRC).as_posix().encode())
             h.update(p.read_bytes())
     return h.hexdigest()
@@ -183,7 +192,7 @@ def page_key(page: Page, digest: str) -> str:
 # Runs in the child process: reads the blocks as JSON, runs them in order, writes each block's
 # standard output to out-<i>.txt; a failing block prints its place and exits 3.
 DRIVER = r"""
-import contextlib, io, json, subprocess, sys, time, traceback
+import contextlib, io, json, os, subprocess, sys, time, traceback
 blocks = json.load(open(sys.argv[1]))
 ns = {"__name__": "__main__"}
 for i, b in enumerate(blocks):
@@ -201,13 +210,20 @@ for i, b in enumerate(blocks):
             sys.exit(3)
         out = buf.getvalue()
     else:
-        r = subprocess.run(["bash", "-eo", "pipefail", "-c", b["code"]], stdout=subprocess.PIPE,
+        # one shell session per page: what a block exports, and where it cd's, carry on
+        env_file = f"{sys.argv[2]}/env"
+        code = b["code"] + f'\n{{ pwd; env -0; }} > "{env_file}"\n'
+        r = subprocess.run(["bash", "-eo", "pipefail", "-c", code], stdout=subprocess.PIPE,
                            text=True)
         out = r.stdout
         if r.returncode:
             sys.stderr.write(out)
             sys.stderr.write(f"\ndocs: the bash block at {where} exited {r.returncode}\n")
             sys.exit(3)
+        cwd, _, env = open(env_file, encoding="utf-8").read().partition("\n")
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(kv.split("=", 1) for kv in env.split("\0") if "=" in kv)
     open(f"{sys.argv[2]}/out-{i}.txt", "w", encoding="utf-8").write(out)
     open(f"{sys.argv[2]}/time-{i}.txt", "w").write(f"{time.perf_counter() - t0:.3f}")
 """
@@ -225,8 +241,9 @@ class Result:
 
 
 def run_page(page: Page, workdir: Path, timeout: float = TIMEOUT_S) -> Result:
-    """Run the page's blocks in ``workdir`` (the figures stay there); raise :class:`DocsError` naming the block
-    that failed (with the end of its error output), or a figure that was not written."""
+    """Run the page's blocks in ``workdir`` (the figures stay there); raise
+    :class:`DocsError` naming the block that failed (with the end of its error output), or a
+    figure that was not written."""
     import time
 
     work = Path(workdir)
@@ -252,9 +269,7 @@ def run_page(page: Page, workdir: Path, timeout: float = TIMEOUT_S) -> Result:
         if r.returncode:
             tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-30:])
             raise DocsError(f"{page.name}: a block failed (exit {r.returncode}):\n{tail}")
-        outputs = [
-            (meta / f"out-{i}.txt").read_text(encoding="utf-8") for i in range(len(blocks))
-        ]
+        outputs = [(meta / f"out-{i}.txt").read_text(encoding="utf-8") for i in range(len(blocks))]
         times = [float((meta / f"time-{i}.txt").read_text()) for i in range(len(blocks))]
         figures = {}
         for f in page.figures:
