@@ -2,5 +2,6 @@
 ``forward``/``backward``: the language model (:mod:`.lm`), the sentence classifier
 (:mod:`.classify`), the tagger (:mod:`.tag`), conditional generation and decoding
 (:mod:`.generate`), beam search (:mod:`.beam`), the encoder-decoder with attention
-(:mod:`.seq2seq`) and translating with it (:mod:`.translate`), and question answering
-(:mod:`.qa`). They know nothing of training loops or files of runs."""
+(:mod:`.seq2seq`) and translating with it (:mod:`.translate`), question answering
+(:mod:`.qa`) and the polyphonic piano-roll model (:mod:`.music`). They know nothing of
+training loops or files of runs."""
