@@ -55,6 +55,8 @@ def test_directive_resolves(page: Path, m: re.Match[str]) -> None:
         assert re.search(r'linenums="\d+"', out)
     elif m["name"] == "link":
         assert "#L" in hooks.source_link(m["args"], src)
+    elif m["name"] == "readme":
+        assert hooks.readme_block(m["args"]).startswith("```bash\n")
     else:
         assert hooks.command_help(m["args"]).startswith("```text\n$ rnnkit")
 
@@ -102,6 +104,16 @@ def test_resolve_fails_on_what_is_gone(symbol: str, start: str, end: str, messag
 def test_directive_in_backticks_is_an_example() -> None:
     assert hooks.DIRECTIVE.search("see {% help lm train %} here")["args"] == "lm train"
     assert hooks.DIRECTIVE.search("write `{% help lm train %}` for that") is None
+
+
+def test_readme_block_is_what_ci_runs() -> None:
+    block = hooks.readme_block("test-command").splitlines()
+    readme = (ROOT / "README.md").read_text()
+    line = readme.split("<!-- test-command -->\n```bash\n")[1].split("\n")[0]
+    assert block[0] == "```bash" and block[-1] == "```"
+    assert " ".join(s.strip().removesuffix("\\").strip() for s in block[1:-1]) == line
+    with pytest.raises(ValueError, match="no code block"):
+        hooks.readme_block("no-such-marker")
 
 
 def test_unknown_command_help_fails() -> None:

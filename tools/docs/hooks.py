@@ -42,7 +42,7 @@ SRC = ROOT / "src"
 PKG = SRC / "rnnkit"
 
 # one written in backticks is an example of the syntax, not a directive
-DIRECTIVE = re.compile(r"(?<!`)\{%\s*(?P<name>source|link|help)\b\s*(?P<args>.*?)\s*%\}")
+DIRECTIVE = re.compile(r"(?<!`)\{%\s*(?P<name>source|link|help|readme)\b\s*(?P<args>.*?)\s*%\}")
 
 
 def _warn(msg: str) -> None:
@@ -175,6 +175,20 @@ def source_link(args: str, page_src: str) -> str:
     return f"[{text}]({_rel(span.page, page_src)}#L{span.first}-{span.last})"
 
 
+def readme_block(marker: str) -> str:
+    """The code block that follows ``<!-- MARKER -->`` in README.md (as .ci/run reads it)."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    try:
+        start = lines.index(f"<!-- {marker} -->")
+        first = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("```"))
+        last = next(i for i in range(first + 1, len(lines)) if lines[i].startswith("```"))
+    except (ValueError, StopIteration):
+        raise ValueError(f"readme {marker}: no code block after <!-- {marker} --> in README.md")  # noqa: B904
+    # shown one step per line (the same command for bash; the README keeps it on one line)
+    body = [ln.replace(" && ", " && \\\n    ") for ln in lines[first + 1 : last]]
+    return "\n".join([lines[first], *body, lines[last]])
+
+
 # --- command help -------------------------------------------------------------------------------
 
 _helped: set[str] = set()
@@ -186,7 +200,7 @@ def command_help(args: str) -> str:
     from rnnkit.cli import cli
 
     words = shlex.split(args)
-    r = CliRunner().invoke(cli, [*words, "--help"], prog_name="rnnkit", terminal_width=92)
+    r = CliRunner().invoke(cli, [*words, "--help"], prog_name="rnnkit", terminal_width=80)
     if r.exit_code:
         raise ValueError(f"help {args}: rnnkit {args} --help exited {r.exit_code}: {r.output}")
     _helped.add(" ".join(words))
@@ -438,6 +452,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str
                 return source_block(args, src, indent).lstrip()
             if name == "link":
                 return source_link(args, src)
+            if name == "readme":
+                return readme_block(args)
             return command_help(args)
         except (ValueError, SyntaxError) as e:
             _warn(f"{src}: {{% {name} {args} %}}: {e}")
