@@ -13,6 +13,14 @@ import click
 from rnnkit.cli import classify, diagnostics, embed, export, lm, mt, music, ngram, qa, tag
 from rnnkit.engine.backend import BACKENDS, get_backend, set_backend
 from rnnkit.io import RnnkitError
+from rnnkit.train.distributed import (
+    CollectiveError,
+    active_world,
+    fail,
+    get_world,
+    launched_size,
+    settle,
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -73,18 +81,34 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = cli.main(args=argv, prog_name="rnnkit", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("rnnkit: interrupted", err=True)
-        return 130
+        return _fail("rnnkit: interrupted", 130)
     except click.ClickException as e:
-        click.echo(f"rnnkit: error: {e.format_message()}", err=True)
-        return e.exit_code
+        return _fail(f"rnnkit: error: {e.format_message()}", e.exit_code)
     except KeyboardInterrupt:
-        click.echo("rnnkit: interrupted", err=True)
-        return 130
-    except (RnnkitError, ValueError, OSError) as e:
-        click.echo(f"rnnkit: error: {e}", err=True)
+        return _fail("rnnkit: interrupted", 130)
+    except CollectiveError as e:  # under mpiexec every process has it: rank 0 prints it
+        if e.report:
+            click.echo(f"rnnkit: error: {e}", err=True)
+        settle(e)
         return 1
+    except (RnnkitError, ValueError, OSError) as e:
+        return _fail(f"rnnkit: error: {e}", 1)
     return rv if isinstance(rv, int) else 0
+
+
+def _fail(line: str, code: int) -> int:
+    """Print ``line`` on stderr and return ``code``; under mpiexec end every process of the
+    run instead, as the others may be waiting for this one (rnnkit.train.distributed.fail)."""
+    world = active_world()
+    if world is None and launched_size() not in (None, 1):  # before the command joined it
+        try:
+            world = get_world()
+        except RnnkitError:  # no mpi4py: every process prints
+            world = None
+    if world is not None and world.size > 1:
+        fail(world, line, code)
+    click.echo(line, err=True)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

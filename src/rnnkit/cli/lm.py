@@ -52,6 +52,8 @@ def group() -> None:
 @click.option("--seed", type=int)
 @click.option("--log-every", type=POSITIVE)
 @click.option("--checkpoint-every", type=click.IntRange(min=0), help="Steps; 0: per epoch.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]),
+              help="Weights and arithmetic [default: float32].")  # fmt: skip
 @click.option("--out", "out", default="runs/lm", show_default=True, type=click.Path())
 @click.option("--resume", is_flag=True, help="Continue the run in --out exactly.")
 @click.option("--max-steps", type=POSITIVE, hidden=True)

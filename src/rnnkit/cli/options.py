@@ -18,6 +18,7 @@ from click.core import ParameterSource
 
 from rnnkit.io import RnnkitError, read_lines
 from rnnkit.train import runconfig
+from rnnkit.train.distributed import get_world
 
 __all__ = [
     "NOT_SETTINGS",
@@ -56,6 +57,8 @@ _LOOP_OPTIONS = [
     click.option("--seed", type=int),
     click.option("--log-every", type=POSITIVE),
     click.option("--checkpoint-every", type=click.IntRange(min=0), help="Steps; 0: per epoch."),
+    click.option("--dtype", type=click.Choice(["float32", "float64"]),
+                 help="Weights and arithmetic [default: float32]."),
 ]  # fmt: skip
 
 
@@ -98,11 +101,13 @@ def run_train(
 ) -> None:  # fmt: skip
     """The body of a train command: on ``--resume`` only ``--epochs`` and the data files
     (the fields of ``data``, but ``resume_extra``) may be given; then the recipe's
-    ``run(settings, out, ...)``; exit 130 if Ctrl-C stopped it."""
+    ``run(settings, out, ...)``; exit 130 if Ctrl-C stopped it. Under ``mpiexec`` every
+    process runs it (:mod:`rnnkit.train.distributed`); rank 0 alone prints."""
     if resume:
         check_resume(settings, resume_extra, data=data)
+    world = get_world()  # under mpiexec: joins the other processes; only rank 0 prints
     summary = run(settings, out, resume=resume, progress=progress, max_steps=max_steps,
-                  echo=click.echo)  # fmt: skip
+                  echo=world.echo(click.echo))  # fmt: skip
     exit_if_interrupted(summary)
 
 

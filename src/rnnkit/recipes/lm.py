@@ -8,6 +8,11 @@ validation pass, the learning-rate schedule, a line in ``metrics.jsonl``, the lo
 stops; ``resume=True`` continues from it exactly (weights, optimizer, RNG, data position,
 carried state), so the losses match those of an uninterrupted run.
 
+Under ``mpiexec -n N`` (:mod:`rnnkit.train.distributed`) each process runs B/N of the B
+streams (``--batch-size`` stays B) with the one-process run's dropout masks, the gradients are
+summed over the processes before clipping, and rank 0 alone writes: the same run as on one
+process, to rounding; a checkpoint resumes on any number of processes up to B.
+
 Output folder layout::
 
     OUT/checkpoint/    the latest checkpoint (see rnnkit.train.checkpoint)
@@ -23,6 +28,7 @@ Output folder layout::
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import time
@@ -45,13 +51,22 @@ from rnnkit.train.checkpoint import (
 )
 from rnnkit.train.clip import clip_grad_value, l2_penalty
 from rnnkit.train.data import TBPTTStream
-from rnnkit.train.logs import MetricsLog, measure_and_clip
+from rnnkit.train.distributed import (
+    CollectiveError,
+    GradientSync,
+    ShardedRandom,
+    failure,
+    get_world,
+    inject_fault,
+)
+from rnnkit.train.logs import MetricsLog, QuietLog, measure_and_clip
 from rnnkit.train.loop import (
     OPTIMIZERS,
     StopFlag,
     load_run,
     make_optimizer,
     progress_bar,
+    start_run,
 )
 from rnnkit.train.optim import StepDecay
 from rnnkit.train.runconfig import check_resume, check_settings, split_settings, write_config
@@ -92,6 +107,7 @@ class LMTrainConfig:
     seed: int = 0
     log_every: int = 50  # steps between lines in metrics.jsonl
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: end of epoch only)
+    dtype: str = "float32"  # float32 | float64 (the model's weights and arithmetic)
 
     def __post_init__(self) -> None:
         positive = ("embed", "hidden", "layers", "bptt", "batch_size", "epochs", "log_every")
@@ -119,7 +135,7 @@ class LMTrainConfig:
             return LMConfig(
                 vocab_size=vocab_size, cell=self.cell, embed=self.embed, hidden=self.hidden,
                 layers=self.layers, dropout=self.dropout, tie_weights=self.tie_weights,
-                init_range=self.init_range,
+                init_range=self.init_range, dtype=self.dtype,
             )  # fmt: skip
         except ValueError as e:
             raise RnnkitError(str(e)) from None
@@ -299,19 +315,15 @@ def train_lm(
         The summary (also written to ``OUT/summary.json``).
     """
     out = Path(out)
-    ck = None
-    if resume:
-        ck = load_checkpoint(out / "checkpoint", kind=KIND)
+    world = get_world()
+    echo = world.echo(echo)
+    ck = start_run(out, resume, KIND)
+    if ck is not None:
         cfg = LMTrainConfig.from_dict(ck.config["train"])
         vocab = Vocab.from_json(ck.vocab or {})
     else:
         if cfg is None or corpus is None:
             raise ValueError("train_lm: cfg and corpus are required for a new run")
-        if (out / "checkpoint").exists():
-            raise RnnkitError(
-                f"{out}: already holds a checkpoint; pass --resume to continue it, or choose "
-                "another --out"
-            )
         if cfg.level == "word":  # words: from the training text; unseen ones become <unk>
             vocab = Vocab.build(corpus.train, level="word", max_size=cfg.max_vocab,
                                 min_count=cfg.min_count)  # fmt: skip
@@ -322,12 +334,26 @@ def train_lm(
         cfg = replace(cfg, epochs=epochs)
     if corpus is None:
         raise RnnkitError("the training text is needed to resume (give the same TEXT again)")
+    if cfg.batch_size < world.size:
+        raise CollectiveError(f"--batch-size {cfg.batch_size} is the global batch of parallel "
+                              f"streams, split over {world.size} processes: give at least "
+                              f"{world.size}", report=world.root)  # fmt: skip
     train_ids = _encode(vocab, corpus.train, "training text")
     valid_ids = _encode(vocab, corpus.valid, "validation text") if corpus.valid else None
     test_ids = _encode(vocab, corpus.test, "test text") if corpus.test else None
     stream = TBPTTStream(train_ids, cfg.batch_size, cfg.bptt)
+    # this process's streams (all of them on one process): rows of every window
+    rows = world.share(cfg.batch_size)
 
     model = LanguageModel(cfg.model_config(len(vocab)), seed=cfg.seed)
+    rng = model.rng  # dropout's stream: saved in checkpoints
+    sync = None
+    if world.size > 1:
+        # every process draws the whole batch's masks and keeps its rows: the masks of the
+        # one-process run, and one stream state on every process (distributed.ShardedRandom)
+        model.rng = ShardedRandom(rng, 0, rows, cfg.batch_size)  # type: ignore[assignment]
+        model.rnn.rng = ShardedRandom(rng, 1, rows, cfg.batch_size)  # type: ignore[assignment]
+        sync = GradientSync(world, model.grads, scalars=3)
     opt = make_optimizer(cfg.optimizer, model.params, model.grads, cfg.lr, cfg.momentum,
                          cfg.rmsprop_alpha)  # fmt: skip
     sched = StepDecay(opt, factor=cfg.lr_decay, after_epoch=cfg.decay_after)
@@ -338,20 +364,30 @@ def train_lm(
         t = ck.trainer
         sched.load_state_dict(t["schedule"])
         stream.load_state_dict(t["stream"])
-        set_rng_state(model.rng, t["rng"])
+        set_rng_state(rng, t["rng"])
         step = int(t["step"])
-        if "h" in ck.arrays:
-            state = (ck.arrays["h"], ck.arrays["c"]) if "c" in ck.arrays else ck.arrays["h"]
-    out.mkdir(parents=True, exist_ok=True)
-    if inputs is not None:
-        write_config(out, "lm train", {**inputs, **asdict(cfg)})
-    logger = MetricsLog(out, step if resume else None, echo=echo, log_every=cfg.log_every)
+        if "h" in ck.arrays:  # (L, B, H) each: this process's streams' rows
+            parts = [ck.arrays[k][:, rows].copy() for k in ("h", "c") if k in ck.arrays]
+            state = tuple(parts) if len(parts) == 2 else parts[0]
+    else:
+        world.bcast_arrays(model.params)  # rank 0's initial weights on every process
+    if world.root:
+        out.mkdir(parents=True, exist_ok=True)
+        if inputs is not None:
+            write_config(out, "lm train", {**inputs, **asdict(cfg)})
+        logger: MetricsLog = MetricsLog(out, step if resume else None, echo=echo,
+                                        log_every=cfg.log_every)  # fmt: skip
+    else:
+        logger = QuietLog(cfg.log_every)
 
-    def save() -> None:
+    def save() -> None:  # every process calls it: the carried state is gathered to rank 0
         arrays = {}
         if state is not None:
             parts = state if isinstance(state, tuple) else (state,)
-            arrays = dict(zip(("h", "c"), parts, strict=False))
+            whole = [world.gather_rows(p, cfg.batch_size, axis=1) for p in parts]
+            arrays = dict(zip(("h", "c"), whole, strict=False))
+        if not world.root:
+            return
         save_checkpoint(
             out / "checkpoint",
             kind=KIND,
@@ -362,35 +398,53 @@ def train_lm(
                 "step": step,
                 "stream": stream.state_dict(),
                 "schedule": sched.state_dict(),
-                "rng": rng_state(model.rng),
+                "rng": rng_state(rng),
+                **({"world_size": world.size} if world.size > 1 else {}),
             },  # fmt: skip
             optimizer=opt.state_dict(),
             arrays=arrays,
         )
 
+    procs = f" on {world.size} processes" if world.size > 1 else ""
     echo(
         f"rnnkit lm: {model.config.cell.upper()} {cfg.layers}x{cfg.hidden}, vocabulary "
         f"{len(vocab)} ({cfg.level}), {model.num_parameters():,} parameters, "
         f"{stream.tokens_per_epoch:,} tokens per epoch, {len(stream)} windows of "
-        f"{cfg.batch_size}x{cfg.bptt}"
+        f"{cfg.batch_size}x{cfg.bptt}{procs}"
     )
     stopper = StopFlag()
-    stopped = False
+    stopped = interrupted = False
     stopped_early = None
     steps_this_call = 0
+    weight = (rows.stop - rows.start) / cfg.batch_size  # this process's share of the tokens
     with stopper.installed(), contextlib.closing(logger):
         while stream.epoch < cfg.epochs and not stopped:
             epoch = stream.epoch + 1
-            bar = progress_bar(len(stream), stream.position, epoch, cfg.epochs, progress,
-                               unit="win")  # fmt: skip
+            bar = progress_bar(len(stream), stream.position, epoch, cfg.epochs,
+                               progress and world.root, unit="win")  # fmt: skip
             t0, tokens, run_loss = time.perf_counter(), 0, []
             for x, y in stream:
                 logger.meter.start()
                 if stream.position == 1:  # the first window of an epoch: fresh state
                     state = None
-                loss, state, cache = model.forward(x, y, state, training=True)
-                model.zero_grad()
-                model.backward(cache, dloss=float(x.shape[1]) if cfg.loss == "sum-time" else 1.0)
+                x, y = x[rows], y[rows]  # (B/N, k): this process's streams
+                error = None
+                try:
+                    inject_fault(world, step + 1)
+                    loss, state, cache = model.forward(x, y, state, training=True)
+                    model.zero_grad()
+                    model.backward(cache, dloss=float(x.shape[1]) if cfg.loss == "sum-time"
+                                   else 1.0)  # fmt: skip
+                except Exception as e:
+                    if sync is None:
+                        raise
+                    loss, error = 0.0, failure(e)  # every process learns of it in the Allreduce
+                interrupted = stopper.stop
+                if sync is not None:  # the gradient of the mean over the whole batch
+                    loss, stops, failed = sync(weight, [weight * loss, float(stopper.stop),
+                                                        float(error is not None)])  # fmt: skip
+                    world.check_step(failed, error, step + 1)
+                    interrupted = stops > 0
                 if cfg.l2 > 0:
                     l2_penalty(model.params, model.grads, cfg.l2)
                 logged = logger.due(step + 1)
@@ -398,13 +452,16 @@ def train_lm(
                 if cfg.clip_value is not None:
                     clip_grad_value(model.grads, cfg.clip_value)
                 opt.step()
-                logger.meter.stop(tokens=y.size)
+                busy = sync.take_seconds() if sync is not None else None
+                batch_tokens = cfg.batch_size * y.shape[1]  # the global batch's
+                logger.meter.stop(busy, tokens=batch_tokens)
                 step += 1
                 steps_this_call += 1
-                tokens += y.size
+                tokens += batch_tokens
                 run_loss.append(loss)
-                if not math.isfinite(loss):
-                    raise RnnkitError(f"training diverged at step {step} (loss {loss}); lower --lr")
+                if not math.isfinite(loss):  # the same on every process: all stop here
+                    raise CollectiveError(f"training diverged at step {step} (loss {loss}); "
+                                          "lower --lr", report=world.root)  # fmt: skip
                 rec = {"type": "train", "step": step, "epoch": epoch, "loss": loss,
                        "grad_norm": gnorm, "lr": opt.lr}  # fmt: skip
                 if logged:
@@ -419,7 +476,7 @@ def train_lm(
                     bar.update(1)
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                     save()
-                if stopper.stop or (max_steps is not None and steps_this_call >= max_steps):
+                if interrupted or (max_steps is not None and steps_this_call >= max_steps):
                     stopped = True
                 if stopped:
                     break
@@ -427,7 +484,8 @@ def train_lm(
                 bar.close()
             if stopped:
                 break
-            # the epoch is complete (the stream advanced its counter)
+            # the epoch is complete (the stream advanced its counter); rank 0 validates and
+            # its record goes to every process
             record: dict[str, Any] = {
                 "type": "epoch", "step": step, "epoch": epoch, "lr": opt.lr,
                 "train_loss": float(np.mean(run_loss)) if run_loss else None,
@@ -435,8 +493,8 @@ def train_lm(
                 "tokens_per_s": tokens / max(time.perf_counter() - t0, 1e-9),
             }  # fmt: skip
             if valid_ids is not None:
-                v = evaluate(model, valid_ids, cfg.bptt)
-                record.update({f"valid_{k}": val for k, val in figures(v, cfg.level).items()})
+                record = world.on_root(functools.partial(
+                    _validated, record, model, valid_ids, cfg.bptt, cfg.level))  # fmt: skip
             sched.step()
             logger.log(record)
             logger.plot(out)
@@ -462,19 +520,31 @@ def train_lm(
     summary: dict[str, Any] = {"steps": step, "epochs_completed": stream.epoch,
                                "complete": not stopped, "stopped_early": stopped_early}  # fmt: skip
     if not stopped:
-        if valid_ids is not None:
-            summary["valid"] = figures(evaluate(model, valid_ids, cfg.bptt), cfg.level)
-        if test_ids is not None:
-            summary["test"] = figures(evaluate(model, test_ids, cfg.bptt), cfg.level)
-        with atomic_write(out / "summary.json") as f:
-            json.dump(summary, f, indent=1)
+
+        def final() -> dict[str, Any]:  # rank 0 scores and writes; the figures go to all
+            parts = {"valid": valid_ids, "test": test_ids}
+            figs = {k: figures(evaluate(model, ids, cfg.bptt), cfg.level)
+                    for k, ids in parts.items() if ids is not None}  # fmt: skip
+            with atomic_write(out / "summary.json") as f:
+                json.dump({**summary, **figs}, f, indent=1)
+            return figs
+
+        summary.update(world.on_root(final))
         for part in ("valid", "test"):
             if part in summary:
                 s = summary[part]
                 extra = f", {s['bits_per_char']:.4f} bits/char" if "bits_per_char" in s else ""
                 echo(f"{part}: loss {s['loss']:.4f}, perplexity {s['perplexity']:.2f}{extra}")
-    summary["interrupted"] = stopper.stop
+    summary["interrupted"] = interrupted if world.size > 1 else stopper.stop
     return summary
+
+
+def _validated(record: dict[str, Any], model: LanguageModel, ids: np.ndarray, bptt: int,
+               level: str) -> dict[str, Any]:  # fmt: skip
+    """An epoch's record with the validation figures (``valid_*``) added."""
+    figs = figures(evaluate(model, ids, bptt), level)
+    record.update({f"valid_{k}": v for k, v in figs.items()})
+    return record
 
 
 def run_lm(
@@ -511,8 +581,11 @@ def run_lm(
             corpus, desc = read_corpus(inputs["text"], inputs["valid"], inputs["test"],
                                        inputs["encoding"])  # fmt: skip
         else:
-            ck = load_checkpoint(Path(out) / "checkpoint", kind=KIND)
-            desc = _inputs_of(ck.config.get("data") or {})
+            desc = get_world().on_root(
+                lambda: _inputs_of(
+                    load_checkpoint(Path(out) / "checkpoint", kind=KIND).config.get("data") or {}
+                )
+            )
             corpus, desc = read_corpus(desc["text"], desc["valid"], desc["test"], desc["encoding"])
         return train_lm(None, corpus, out, resume=True, epochs=given.get("epochs"), data=desc,
                         inputs=_inputs_of(desc), **common)  # fmt: skip

@@ -93,6 +93,7 @@ class MTTrainConfig(LoopConfig):
     min_count: int = 2
     batch_size: int = 64
     epochs: int = 10
+    dtype: str = "float32"  # float32 | float64 (the model's weights and arithmetic)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -108,7 +109,7 @@ class MTTrainConfig(LoopConfig):
                 hidden=self.hidden, dec_hidden=self.dec_hidden, layers=self.layers,
                 bidirectional=self.bidirectional, attention=self.attention,
                 attn_size=self.attn_size, input_feed=self.input_feed,
-                reverse_source=self.reverse_source, dropout=self.dropout,
+                reverse_source=self.reverse_source, dropout=self.dropout, dtype=self.dtype,
             )  # fmt: skip
         except ValueError as e:
             raise RnnkitError(str(e)) from None
@@ -234,6 +235,7 @@ def train_mt(
     task = Task(
         kind=KIND, model=model, lengths=lengths, batch=batch, loss=loss,
         evaluate=evaluate if valid is not None else None, select="bleu",
+        counts=np.array([len(t) + 1 for t in tgt]),  # the loss: a mean over target tokens + EOS
         config={"model": c.to_dict(), "train": asdict(cfg), "data": data or {}},
         vocab={"src": src_vocab.to_json(), "tgt": tgt_vocab.to_json()},
         describe=(f"rnnkit mt: {arch}; vocabularies {len(src_vocab):,} / {len(tgt_vocab):,}, "

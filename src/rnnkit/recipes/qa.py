@@ -99,6 +99,7 @@ class QATrainConfig(LoopConfig):
     decoder_hidden: int = 32
     dropout: float = 0.1
     valid_frac: float = 0.1  # the last stories of each training file, held out
+    dtype: str = "float32"  # float32 | float64 (the model's weights and arithmetic)
 
     def model_config(self, vocab_size: int, answers: Answers) -> QAConfig:
         try:
@@ -109,7 +110,7 @@ class QATrainConfig(LoopConfig):
                 temporal=self.temporal, hop_temporal=self.hop_temporal,
                 previous=self.previous, fusion=self.fusion,
                 combine=self.combine, decoder_hidden=self.decoder_hidden,
-                max_answer_len=answers.max_len, dropout=self.dropout,
+                max_answer_len=answers.max_len, dropout=self.dropout, dtype=self.dtype,
             )  # fmt: skip
         except ValueError as e:
             raise RnnkitError(str(e)) from None
@@ -371,6 +372,8 @@ def train_qa(
     task = Task(
         kind=KIND_QA, model=model, lengths=lengths, batch=batch, loss=loss, evaluate=evaluate,
         select="score",
+        # the loss: a mean over questions (class answers) or answer tokens + EOS (sequences)
+        counts=np.array([1 if answers.mode == "class" else len(g) + 1 for g in gold]),
         config={"model": model.config.to_dict(), "train": asdict(cfg), "data": data or {}},
         vocab={"words": vocab.to_json(), "answers": answers.to_json()},
         describe=(f"rnnkit qa: {what}, {answers.mode} answers ({len(answers.tokens)} "

@@ -109,6 +109,7 @@ class ClassifyTrainConfig(LoopConfig):
     # train several models (an ensemble) on the same split
     pretrained_extend: bool = False  # add the pretrained file's words that training lacks
     freeze_embed: bool = False  # keep the (pretrained) embedding fixed
+    dtype: str = "float32"  # float32 | float64 (the model's weights and arithmetic)
 
     def model_config(self, vocab_size: int, num_classes: int) -> ClassifierConfig:
         try:
@@ -117,7 +118,7 @@ class ClassifyTrainConfig(LoopConfig):
                 embed=self.embed, hidden=self.hidden, layers=self.layers,
                 bidirectional=self.bidirectional, pooling=self.pooling,
                 embed_dropout=self.embed_dropout, dropout=self.dropout,
-                freeze_embed=self.freeze_embed,
+                freeze_embed=self.freeze_embed, dtype=self.dtype,
             )  # fmt: skip
         except ValueError as e:
             raise RnnkitError(str(e)) from None
@@ -137,6 +138,7 @@ class TagTrainConfig(LoopConfig):
     dropout: float = 0.5
     zero_digits: bool = False  # map every digit to 0 for the word vocabulary
     iob2: bool = True  # chunk tag sets (B-/I-): rewrite IOB1 as IOB2 (spans unchanged)
+    dtype: str = "float32"  # float32 | float64 (the model's weights and arithmetic)
 
     def model_config(self, vocab_size: int, num_tags: int, n_chars: int) -> TaggerConfig:
         try:
@@ -144,7 +146,7 @@ class TagTrainConfig(LoopConfig):
                 vocab_size=vocab_size, num_tags=num_tags,
                 char_vocab_size=n_chars if self.chars else 0, cell=self.cell, embed=self.embed,
                 char_embed=self.char_embed, char_hidden=self.char_hidden, hidden=self.hidden,
-                layers=self.layers, dropout=self.dropout,
+                layers=self.layers, dropout=self.dropout, dtype=self.dtype,
             )  # fmt: skip
         except ValueError as e:
             raise RnnkitError(str(e)) from None
@@ -408,7 +410,7 @@ def train_classifier(
 
     task = Task(
         kind=KIND_CLASSIFIER, model=model, lengths=lengths, batch=batch, loss=loss,
-        evaluate=evaluate, select="accuracy",
+        evaluate=evaluate, select="accuracy", counts=np.ones(len(seqs)),  # a mean over sentences
         config={"model": model.config.to_dict(), "train": asdict(cfg), "data": data or {}},
         vocab={"words": vocab.to_json(), "labels": labels},
         describe=(f"rnnkit classify: {'bi' if cfg.bidirectional else ''}{cfg.cell.upper()} "
@@ -584,7 +586,7 @@ def train_tagger(
 
     task = Task(
         kind=KIND_TAGGER, model=model, lengths=lengths, batch=batch, loss=loss,
-        evaluate=evaluate if valid is not None else None,
+        evaluate=evaluate if valid is not None else None, counts=lengths,  # over tokens
         select="f1" if tg.chunked else "accuracy",
         config={"model": model.config.to_dict(), "train": asdict(cfg), "data": data or {}},
         vocab={"words": vocab.to_json(), "chars": chars.to_json() if chars else None,

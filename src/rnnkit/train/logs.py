@@ -42,6 +42,7 @@ from rnnkit.train.clip import clip_grad_norm
 __all__ = [
     "AXES",
     "MetricsLog",
+    "QuietLog",
     "Throughput",
     "grad_norm",
     "group_grad_norms",
@@ -108,26 +109,38 @@ def measure_and_clip(
 
 class Throughput:
     """Items per second of training steps since the last :meth:`rates` (evaluation and
-    checkpoint time excluded): call :meth:`start` before a step and :meth:`stop` after it."""
+    checkpoint time excluded): call :meth:`start` before a step and :meth:`stop` after it.
+
+    >>> m = Throughput(); m.start(); m.stop(tokens=10.0, busy={"allreduce": 0.0})
+    >>> sorted(m.rates())
+    ['allreduce_share', 'tokens_per_s']
+    """
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self.counts: dict[str, float] = {}
+        self.busy: dict[str, float] = {}
         self._t0 = 0.0
 
     def start(self) -> None:
         self._t0 = time.perf_counter()
 
-    def stop(self, **counts: float) -> None:
+    def stop(self, busy: Mapping[str, float] | None = None, **counts: float) -> None:
+        """End a step that handled ``counts`` items and spent ``busy`` seconds in named
+        parts of it (e.g. the gradients' ``Allreduce``)."""
         self.seconds += time.perf_counter() - self._t0
         for k, v in counts.items():
             self.counts[k] = self.counts.get(k, 0.0) + v
+        for k, v in (busy or {}).items():
+            self.busy[k] = self.busy.get(k, 0.0) + v
 
     def rates(self) -> dict[str, float]:
-        """``{NAME_per_s: rate}`` for every count given to :meth:`stop`; then starts afresh."""
+        """``{NAME_per_s: rate}`` for every count given to :meth:`stop` and ``{NAME_share:
+        fraction of the time}`` for every busy part; then starts afresh."""
         s = max(self.seconds, 1e-9)
         out = {f"{k}_per_s": v / s for k, v in self.counts.items()}
-        self.seconds, self.counts = 0.0, {}
+        out.update({f"{k}_share": v / s for k, v in self.busy.items()})
+        self.seconds, self.counts, self.busy = 0.0, {}, {}
         return out
 
 
@@ -265,3 +278,20 @@ class MetricsLog:
         with atomic_write(out / "loss.png", "wb") as f:
             fig.savefig(f, format="png", dpi=100)
         plt.close(fig)
+
+
+class QuietLog(MetricsLog):
+    """The logs of a process that writes none (every rank but 0 of a data-parallel run):
+    :class:`MetricsLog`'s methods, writing nothing; its :attr:`meter` still measures."""
+
+    def __init__(self, log_every: int = 1) -> None:  # no files: MetricsLog's is not called
+        self.log_every = log_every
+        self.meter = Throughput()
+        self.records = []
+        self.writer = None
+
+    def log(self, record: dict[str, Any]) -> None:
+        return None
+
+    def plot(self, out: Path) -> None:
+        return None

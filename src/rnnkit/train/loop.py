@@ -14,12 +14,14 @@ the learning rate, the gradient norm, globally and per layer, and the throughput
 selected validation figure improves. ``OUT/config.toml`` holds the run's resolved settings.
 Ctrl-C finishes the current batch, saves a checkpoint and stops; a resumed run continues
 exactly (weights, optimizer, schedule, both random generators, the batch order
-of the epoch and the position in it).
+of the epoch and the position in it). Under ``mpiexec -n N`` every process takes its rows of
+each batch (:mod:`rnnkit.train.distributed`; :func:`fit` says how).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import signal
@@ -43,7 +45,15 @@ from rnnkit.train.checkpoint import (
     set_rng_state,
 )
 from rnnkit.train.clip import l2_penalty
-from rnnkit.train.logs import MetricsLog, measure_and_clip
+from rnnkit.train.distributed import (
+    CollectiveError,
+    GradientSync,
+    failure,
+    get_world,
+    inject_fault,
+    rank_stream,
+)
+from rnnkit.train.logs import MetricsLog, QuietLog, measure_and_clip
 from rnnkit.train.optim import SGD, Adagrad, Adam, Optimizer, RMSProp, StepDecay
 from rnnkit.train.runconfig import write_config
 
@@ -106,12 +116,19 @@ def progress_bar(total: int, done: int, epoch: int, epochs: int, enabled: bool,
 
 
 def start_run(out: Path, resume: bool, kind: str) -> Any:
-    """The checkpoint to resume (``resume``), else None; refuses to overwrite a run."""
+    """The checkpoint to resume (``resume``), else None; refuses to overwrite a run. Under
+    MPI rank 0 reads the run folder and every process gets its answer
+    (:mod:`rnnkit.train.distributed`)."""
+    world = get_world()
     if resume:
-        return load_checkpoint(out / "checkpoint", kind=kind)
-    if (out / "checkpoint").exists():
-        raise RnnkitError(f"{out}: already holds a checkpoint; pass --resume to continue it, or "
-                          "choose another --out")  # fmt: skip
+        return world.load_checkpoint(out / "checkpoint", kind=kind)
+
+    def fresh() -> None:
+        if (out / "checkpoint").exists():
+            raise RnnkitError(f"{out}: already holds a checkpoint; pass --resume to continue "
+                              "it, or choose another --out")  # fmt: skip
+
+    world.on_root(fresh)
     return None
 
 
@@ -179,14 +196,19 @@ def score_best(
     if not summary["complete"] or all(data is None for data in parts.values()):
         return
     out = Path(out)
-    best = load(out)
-    for name, data in parts.items():
-        if data is not None:
-            summary[name] = evaluate(best, data)
-    write_summary(out, summary)
-    for name, data in parts.items():
-        if data is not None:
-            report(name, summary[name])
+    world = get_world()
+
+    def score() -> dict[str, Any]:  # rank 0 alone under MPI; the figures go to every process
+        best = load(out)
+        figures = {name: evaluate(best, data) for name, data in parts.items() if data is not None}
+        write_summary(out, {**summary, **figures})
+        return figures
+
+    figures = world.on_root(score)
+    summary.update(figures)
+    if world.root:
+        for name, figs in figures.items():
+            report(name, figs)
 
 
 # --- configuration and batches -----------------------------------------------------------------
@@ -304,6 +326,10 @@ class Task:
     describe: str
     command: str = ""  # e.g. "classify train": names the command in OUT/config.toml
     settings: dict[str, Any] | None = None  # the resolved settings, written to OUT/config.toml
+    # per training item, the number of terms its share of the loss averages over (1: a mean
+    # over sentences; its tokens: a mean over tokens); lets several processes split a batch
+    # (rnnkit.train.distributed). None: the task trains on one process only.
+    counts: Array | None = None
 
 
 def fit(
@@ -325,11 +351,27 @@ def fit(
         echo: where the per-epoch lines go.
         callbacks: hooks after every step and epoch (:mod:`rnnkit.train.callbacks`).
 
+    Under ``mpiexec -n N`` (:mod:`rnnkit.train.distributed`) each process takes its rows of
+    every batch of ``cfg.batch_size`` (the global batch), the gradients are summed over the
+    processes weighted by ``task.counts`` before the penalty and clipping, rank 0 alone
+    validates, writes and prints, and every process runs the callbacks with the same records
+    (rank 0's throughput aside).
+
     Returns:
         ``steps``, ``epochs_completed``, ``complete`` (False when stopped before the end:
         Ctrl-C, ``max_steps``, a step callback), ``best_epoch``, ``interrupted`` (Ctrl-C),
         and ``stopped_early`` (the epoch after which an epoch callback ended the run; None).
     """
+    world = get_world()
+    echo = world.echo(echo)
+    if world.size > 1 and task.counts is None:
+        raise CollectiveError(f"rnnkit {task.command or task.kind} trains on one process; it "
+                              f"was started on {world.size} (mpiexec -n {world.size})",
+                              report=world.root)  # fmt: skip
+    if cfg.batch_size < world.size:
+        raise CollectiveError(f"--batch-size {cfg.batch_size} is the global batch, split over "
+                              f"{world.size} processes: give at least {world.size}",
+                              report=world.root)  # fmt: skip
     model = task.model
     # a parameter without a gradient buffer is frozen: no update, penalty or clipping
     trainable = {n: p for n, p in model.params.items() if n in model.grads}
@@ -340,59 +382,88 @@ def fit(
     epoch = position = step = 0
     best, best_epoch = -math.inf, 0
     loss_sum, loss_n = 0.0, 0
+    streams = _rank_streams(model.rng, cfg.seed, world.size)  # each process's dropout stream
     if ck is not None:
         ck.copy_params_into(model.params)
         ck.load_optimizer_into(opt)
         t = ck.trainer
         sched.load_state_dict(t["schedule"])
-        set_rng_state(model.rng, t["rng"])
+        streams = _resumed_streams(t, streams, cfg.seed, ck.path, world.root)
         epoch_start = t["epoch_rng"]
         epoch, position, step = int(t["epoch"]), int(t["position"]), int(t["step"])
         best = -math.inf if t["best"] is None else float(t["best"])
         best_epoch = int(t["best_epoch"])
         loss_sum, loss_n = float(t["loss_sum"]), int(t["loss_n"])
-    out.mkdir(parents=True, exist_ok=True)
-    if task.settings is not None:
-        write_config(out, task.command, task.settings)
-    logger = MetricsLog(out, step if ck is not None else None, echo=echo, log_every=cfg.log_every)
+    else:
+        world.bcast_arrays(model.params)  # rank 0's initial weights on every process
+    set_rng_state(model.rng, streams[world.rank])
+    if world.root:
+        out.mkdir(parents=True, exist_ok=True)
+        if task.settings is not None:
+            write_config(out, task.command, task.settings)
+        logger: MetricsLog = MetricsLog(out, step if ck is not None else None, echo=echo,
+                                        log_every=cfg.log_every)  # fmt: skip
+    else:
+        logger = QuietLog(cfg.log_every)
+    sync = GradientSync(world, model.grads, scalars=3) if world.size > 1 else None
 
-    def save(path: Path, with_state: bool = True) -> None:
+    def save(path: Path, with_state: bool = True) -> None:  # every process calls it
         trainer = {
             "epoch": epoch, "position": position, "step": step, "epoch_rng": epoch_start,
             "rng": rng_state(model.rng), "schedule": sched.state_dict(),
             "best": best if math.isfinite(best) else None,
             "best_epoch": best_epoch, "loss_sum": loss_sum, "loss_n": loss_n,
         }  # fmt: skip
-        save_checkpoint(path, kind=task.kind, params=model.params, config=task.config,
-                        vocab=task.vocab, trainer=trainer,
-                        optimizer=opt.state_dict() if with_state else None)  # fmt: skip
+        if world.size > 1:  # every process's dropout stream, for an exact resume
+            trainer.update(world_size=world.size, rank_rngs=world.gather_json(trainer["rng"]))
+        if world.root:
+            save_checkpoint(path, kind=task.kind, params=model.params, config=task.config,
+                            vocab=task.vocab, trainer=trainer,
+                            optimizer=opt.state_dict() if with_state else None)  # fmt: skip
 
     echo(task.describe)
     stopper = StopFlag()
-    stopped = halt = False
+    stopped = halt = interrupted = False
     stopped_early = None
     steps_this_call = 0
     with stopper.installed(), contextlib.closing(logger):
         while epoch < cfg.epochs and not stopped:
             set_rng_state(data_rng, epoch_start)
             batches = epoch_batches(task.lengths, cfg.batch_size, data_rng)
-            bar = progress_bar(len(batches), position, epoch + 1, cfg.epochs, progress)
+            bar = progress_bar(len(batches), position, epoch + 1, cfg.epochs,
+                               progress and world.root)  # fmt: skip
             t0 = time.perf_counter()
             for k in range(position, len(batches)):
                 logger.meter.start()
-                inputs, targets = task.batch(batches[k], True)
-                loss, cache = task.loss(inputs, targets, True)
-                if not math.isfinite(loss):
-                    raise RnnkitError(f"training diverged at step {step + 1} (loss {loss}); "
-                                      "lower --lr")  # fmt: skip
-                model.zero_grad()
-                model.backward(cache)
+                if sync is None:
+                    inject_fault(world, step + 1)
+                    loss = _local_step(task, batches[k], step + 1)
+                    interrupted = stopper.stop
+                else:  # this process's rows; the gradient of the global batch's mean loss
+                    mine = batches[k][world.share(len(batches[k]))]
+                    assert task.counts is not None
+                    weight = float(task.counts[mine].sum()) / float(task.counts[batches[k]].sum())
+                    loss, error = 0.0, None
+                    try:
+                        inject_fault(world, step + 1)
+                        model.zero_grad()
+                        if len(mine):
+                            loss = _local_step(task, mine, None)
+                    except Exception as e:  # every process learns of it in the Allreduce
+                        error = failure(e)
+                    loss, stops, failed = sync(weight, [weight * loss, float(stopper.stop),
+                                                        float(error is not None)])  # fmt: skip
+                    world.check_step(failed, error, step + 1)
+                    interrupted = stops > 0
+                    if not math.isfinite(loss):  # the same on every process: all stop here
+                        raise CollectiveError(_diverged(step + 1, loss), report=world.root)
                 if cfg.l2 > 0:
                     l2_penalty(trainable, model.grads, cfg.l2)
                 logged = logger.due(step + 1)
                 gnorm, groups = measure_and_clip(model.grads, cfg.clip_norm, logged)
                 opt.step()
-                logger.meter.stop(examples=len(batches[k]),
+                busy = sync.take_seconds() if sync is not None else None
+                logger.meter.stop(busy, examples=len(batches[k]),
                                   tokens=float(task.lengths[batches[k]].sum()))  # fmt: skip
                 step += 1
                 steps_this_call += 1
@@ -410,7 +481,7 @@ def fit(
                     bar.update(1)
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
                     save(out / "checkpoint")
-                if stopper.stop or (max_steps is not None and steps_this_call >= max_steps):
+                if interrupted or (max_steps is not None and steps_this_call >= max_steps):
                     halt = True
                 if halt:
                     break
@@ -420,14 +491,16 @@ def fit(
                 stopped = True
                 break
             epoch += 1
+
             record: dict[str, Any] = {
                 "type": "epoch", "step": step, "epoch": epoch, "lr": opt.lr,
                 "train_loss": loss_sum / max(loss_n, 1), "seconds": time.perf_counter() - t0,
             }  # fmt: skip
+            # rank 0 validates; its record goes to every process
+            record = world.on_root(functools.partial(_validated, record, task.evaluate))
             msg = f"epoch {epoch}/{cfg.epochs}: train loss {record['train_loss']:.4f}"
             if task.evaluate is not None:
-                figs = task.evaluate()
-                record.update({f"valid_{k}": v for k, v in figs.items()})
+                figs = {k[len("valid_") :]: v for k, v in record.items() if k.startswith("valid_")}
                 msg += ", valid " + ", ".join(f"{k} {v:.4f}" for k, v in figs.items())
                 if figs[task.select] > best:
                     best, best_epoch = figs[task.select], epoch
@@ -456,5 +529,58 @@ def fit(
             echo(f"stopped at step {step}: checkpoint saved in {out / 'checkpoint'}; "
                  "continue with --resume")  # fmt: skip
     return {"steps": step, "epochs_completed": epoch, "complete": not stopped,
-            "best_epoch": best_epoch, "interrupted": stopper.stop,
+            "best_epoch": best_epoch,
+            "interrupted": interrupted if world.size > 1 else stopper.stop,
             "stopped_early": stopped_early}  # fmt: skip
+
+
+def _validated(record: dict[str, Any], evaluate: Callable[[], dict[str, float]] | None
+               ) -> dict[str, Any]:  # fmt: skip
+    """An epoch's record with the validation figures (``valid_*``) added."""
+    if evaluate is not None:
+        record.update({f"valid_{k}": v for k, v in evaluate().items()})
+    return record
+
+
+def _diverged(step: int, loss: float) -> str:
+    return f"training diverged at step {step} (loss {loss}); lower --lr"
+
+
+def _local_step(task: Task, idx: Array, step: int | None) -> float:
+    """Forward and backward on the items ``idx``: the model's gradients become those of
+    their mean loss; returns the loss. With ``step``, a non-finite loss stops training
+    before backward (a data-parallel step checks the global loss instead: None)."""
+    inputs, targets = task.batch(idx, True)
+    loss, cache = task.loss(inputs, targets, True)
+    if step is not None and not math.isfinite(loss):
+        raise RnnkitError(_diverged(step, loss))
+    task.model.zero_grad()
+    task.model.backward(cache)
+    return loss
+
+
+def _rank_streams(rng: np.random.Generator, seed: int, world_size: int) -> list[dict[str, Any]]:
+    """The state each process's dropout stream starts from: the model's own for rank 0 (the
+    one a one-process run uses), :func:`~rnnkit.train.distributed.rank_stream` for the
+    others."""
+    return [rng_state(rng)] + [rng_state(rank_stream(seed, r)) for r in range(1, world_size)]
+
+
+def _resumed_streams(trainer: dict[str, Any], fresh: list[dict[str, Any]], seed: int,
+                     where: Path, report: bool) -> list[dict[str, Any]]:  # fmt: skip
+    """Each process's dropout stream from a checkpoint's trainer state (``fresh``: the new
+    run's untouched streams, one per process). On as many processes as saved it, every
+    process continues its own; on another number only if no process has drawn from its
+    stream yet (no dropout, no --unk-replace): streams cannot be split or merged, so that is
+    one error naming both numbers."""
+    saved = list(trainer.get("rank_rngs") or [trainer["rng"]])
+    n = int(trainer.get("world_size", 1))
+    if n == len(fresh):
+        return saved
+    untouched = [fresh[0]] + [rng_state(rank_stream(seed, r)) for r in range(1, n)]
+    if json.loads(json.dumps(saved)) != json.loads(json.dumps(untouched)):
+        how = "without mpiexec" if n == 1 else f"with mpiexec -n {n}"
+        raise CollectiveError(f"{where}: this run was trained on {n} process(es), each "
+                              f"drawing its own dropout masks, so it cannot continue exactly "
+                              f"on {len(fresh)}: resume it {how}", report=report)  # fmt: skip
+    return fresh

@@ -46,6 +46,7 @@ from typing import Any
 
 from rnnkit.io import RnnkitError, atomic_write, read_bytes
 from rnnkit.train.checkpoint import load_checkpoint
+from rnnkit.train.distributed import get_world
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -162,11 +163,13 @@ def resume_inputs(out: str | Path, kind: str, inputs: Mapping[str, Any], files: 
                   ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
     """On resume: the data settings (the ``files`` given, else the checkpoint's; the other
     data settings the checkpoint's) and the checkpoint's training settings, read from the
-    checkpoint of the run folder ``out`` (of model ``kind``)."""
-    ck = load_checkpoint(Path(out) / "checkpoint", kind=kind)
-    desc = ck.config.get("data") or {}
+    checkpoint of the run folder ``out`` (of model ``kind``; under MPI, by rank 0)."""
+    config = get_world().on_root(
+        lambda: load_checkpoint(Path(out) / "checkpoint", kind=kind).config
+    )
+    desc = config.get("data") or {}
     merged = {k: (v or desc.get(k)) if k in files else desc.get(k, v) for k, v in inputs.items()}
-    return merged, dict(ck.config.get("train") or {})
+    return merged, dict(config.get("train") or {})
 
 
 def check_resume(given: Mapping[str, Any], extra: Sequence[str] = ()) -> None:
