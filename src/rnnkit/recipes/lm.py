@@ -492,9 +492,8 @@ def train_lm(
                 "seconds": time.perf_counter() - t0,
                 "tokens_per_s": tokens / max(time.perf_counter() - t0, 1e-9),
             }  # fmt: skip
-            if valid_ids is not None:
-                record = world.on_root(functools.partial(
-                    _validated, record, model, valid_ids, cfg.bptt, cfg.level))  # fmt: skip
+            record = world.on_root(functools.partial(
+                _validated, record, model, valid_ids, cfg.bptt, cfg.level))  # fmt: skip
             sched.step()
             logger.log(record)
             logger.plot(out)
@@ -539,11 +538,13 @@ def train_lm(
     return summary
 
 
-def _validated(record: dict[str, Any], model: LanguageModel, ids: np.ndarray, bptt: int,
-               level: str) -> dict[str, Any]:  # fmt: skip
-    """An epoch's record with the validation figures (``valid_*``) added."""
-    figs = figures(evaluate(model, ids, bptt), level)
-    record.update({f"valid_{k}": v for k, v in figs.items()})
+def _validated(record: dict[str, Any], model: LanguageModel, ids: np.ndarray | None,
+               bptt: int, level: str) -> dict[str, Any]:  # fmt: skip
+    """An epoch's record with the validation figures (``valid_*``) added (none without
+    validation ``ids``)."""
+    if ids is not None:
+        figs = figures(evaluate(model, ids, bptt), level)
+        record.update({f"valid_{k}": v for k, v in figs.items()})
     return record
 
 
