@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -395,7 +396,10 @@ def on_files(files: Files, config: Any) -> Files:
         page = snippets.parse_page(Path(f.abs_src_path))
         if not (page.figures or any(b.output for b in page.runnable)):
             continue
-        result, hit = snippets.cached_run(page, _digest)
+        try:
+            result, hit = snippets.cached_run(page, _digest)
+        except snippets.DocsError as e:  # one message naming the page and block, no traceback
+            raise PluginError(f"docs: {e}") from None
         log.info(
             f"docs: {f.src_uri}: blocks {'cached' if hit else f'ran in {result.seconds:.1f} s'}"
         )
