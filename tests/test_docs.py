@@ -189,6 +189,13 @@ def test_cache_key_follows_the_blocks(tmp_path: Path) -> None:
     assert snippets.page_key(a, "d") == snippets.page_key(same, "d")
 
 
+def test_copied_pages_keep_only_links_the_site_has() -> None:
+    text = hooks.copied_page("RESULTS.md")
+    assert "](docs/" not in text
+    for target in re.findall(r"\]\(([^)#]+)", text):  # every link left points into the site
+        assert target.endswith(".png") or target in ("results.md", "benchmarks.md"), target
+
+
 def test_equations_become_mathml() -> None:
     html = '<p><span class="arithmatex">\\(a_t = W_{ih} x_t\\)</span></p>'
     out = hooks.on_page_content(html, None, None, None)  # type: ignore[arg-type]

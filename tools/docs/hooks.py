@@ -347,11 +347,17 @@ def copied_page(name: str) -> str:
     text = (ROOT / name).read_text(encoding="utf-8")
     text = re.sub(r"\]\(docs/", "](", text)
 
+    pages = {"RESULTS.md": "results.md", "BENCHMARKS.md": "benchmarks.md"}
+
     def repo_link(m: re.Match[str]) -> str:
-        target = m[2]
-        if re.match(r"[a-z]+://|#|mailto:", target) or target.endswith((".png", ".md")):
+        target, _, anchor = m[2].partition("#")
+        if re.match(r"[a-z]+://|mailto:", m[2]) or not target or target.endswith(".png"):
             return m[0]
-        return f"{m[1]}`{target}`"  # a file of the repository, not a page of the site
+        if target in pages:
+            return f"{m[1]}({pages[target]}{'#' + anchor if anchor else ''})"
+        if target.endswith(".md") and (ROOT / "docs" / target).is_file():
+            return m[0]
+        return f"{m[1]}`{m[2]}`"  # a file of the repository, not a page of the site
 
     return re.sub(r"(\[[^\]]*\])\(([^)]+)\)", repo_link, text)
 
