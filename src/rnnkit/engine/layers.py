@@ -37,10 +37,11 @@ rows after the loop (X: every x_t stacked, H_prev: every h_{t-1} stacked):
     (6)  db = sum_t sum_rows da_t                (7)  dx_t = da_t W_ih
 
 Likewise the input projection W_ih x_t + b of (1) is one product over all steps before the
-loop. The states of a layer live in one array ``hbuf`` (T + 2, B, dirs*H): slot 0 holds the
-forward direction's initial state, slot t + 1 the state after step t (t = 0..T-1, both
-directions), slot T + 1 the reverse direction's initial state. So the output of the layer is
-``hbuf[1:T+1]``, and H_prev of (5) is ``hbuf[0:T]`` (forward) or ``hbuf[2:T+2]`` (reverse).
+loop. The states of a layer live in one array ``hbuf`` (T + 2, B, dirs*H) (T + 1 slots with
+one direction): slot 0 holds the forward direction's initial state, slot t + 1 the state after
+step t (t = 0..T-1, both directions), slot T + 1 the reverse direction's initial state. So the
+output of the layer is ``hbuf[1:T+1]``, and H_prev of (5) is ``hbuf[0:T]`` (forward) or
+``hbuf[2:T+2]`` (reverse).
 """
 
 from __future__ import annotations
