@@ -10,6 +10,7 @@ import textwrap
 
 import numpy as np
 import pytest
+from tiny_data import write_tiny_data
 
 import rnnkit
 from rnnkit import fast
@@ -53,24 +54,35 @@ def test_numpy_backend_imports_no_compiled_code():
 
 
 def test_numpy_backend_runs_the_commands_without_compiled_code(tmp_path):
-    """lm train/sample/eval, gradflow and the n-gram baseline through ``rnnkit --backend
-    numpy``, in one fresh process: no numba afterwards. (The whole suite also passes under
+    """Every train command (lm, classify, tag, mt, qa), lm sample/eval, classify predict, mt
+    translate, gradflow and the n-gram baseline through ``rnnkit --backend numpy``, in one
+    fresh process: no numba afterwards. (The whole suite also passes under
     RNNKIT_BACKEND=numpy; see docs/ARCHITECTURE.md.)"""
-    corpus = tmp_path / "text.txt"
-    corpus.write_text(TEXT)
+    d = write_tiny_data(tmp_path)
     run, png, arpa = tmp_path / "run", tmp_path / "g.png", tmp_path / "m.arpa"
+    small = ["--epochs", "1", "--no-progress", "--embed", "6", "--hidden", "5"]
+    calls = [
+        ["lm", "train", d / "text.txt", "--bptt", "8", "--batch-size", "2", *small, "--out", run],
+        ["lm", "sample", run, "--length", "20", "--seed", "1"],
+        ["lm", "eval", run, d / "text.txt"],
+        ["classify", "train", d / "train.tsv", "--batch-size", "8", *small, "--out",
+         tmp_path / "c"],
+        ["classify", "predict", tmp_path / "c", d / "train.tsv"],
+        ["tag", "train", d / "eng.train", "--valid", d / "eng.testa", "--char-embed", "3",
+         "--char-hidden", "3", "--batch-size", "8", *small, "--out", tmp_path / "t"],
+        ["mt", "train", "--src", d / "train.de", "--tgt", d / "train.en", "--valid-src",
+         d / "train.vde", "--valid-tgt", d / "train.ven", "--min-count", "1", "--batch-size",
+         "8", *small, "--out", tmp_path / "m"],
+        ["mt", "translate", tmp_path / "m", d / "train.vde", "--beam", "2"],
+        ["qa", "train", d / "babi", "--task", "1", "--hops", "1", "--combine", "8",
+         "--batch-size", "16", *small, "--out", tmp_path / "q"],
+        ["gradflow", "--cell", "all", "--length", "8", "--hidden", "4", "--out", png],
+        ["ngram", "train", d / "text.txt", "--order", "2", "--out", arpa],
+    ]  # fmt: skip
     code = f"""
         import sys
         from rnnkit.cli import main
-        calls = [
-            ["lm", "train", {str(corpus)!r}, "--epochs", "1", "--hidden", "8", "--embed", "4",
-             "--bptt", "8", "--batch-size", "2", "--no-progress", "--out", {str(run)!r}],
-            ["lm", "sample", {str(run)!r}, "--length", "20", "--seed", "1"],
-            ["lm", "eval", {str(run)!r}, {str(corpus)!r}],
-            ["gradflow", "--cell", "all", "--length", "8", "--hidden", "4", "--out", {str(png)!r}],
-            ["ngram", "train", {str(corpus)!r}, "--order", "2", "--out", {str(arpa)!r}],
-        ]
-        for argv in calls:
+        for argv in {[[str(a) for a in c] for c in calls]!r}:
             rc = main(["--backend", "numpy", *argv])
             assert rc == 0, argv
         print("compiled:", {COMPILED})
