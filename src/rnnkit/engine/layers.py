@@ -185,11 +185,14 @@ class NumpyEngine:
 
     @staticmethod
     def copy(a: Array, dtype: Any = None) -> Array:
-        return np.ascontiguousarray(a, dtype=dtype or a.dtype)
+        # always a new array (np.ascontiguousarray would hand back ``a`` itself when it is
+        # already contiguous, e.g. a transposed view with B = 1): the cache must not share
+        # memory with what the caller may change
+        return np.array(a, dtype=dtype or a.dtype, order="C", copy=True)
 
     @staticmethod
     def layer_input(layer: Recurrent, x: Array, keep: bool) -> Array:
-        return np.ascontiguousarray(x.transpose(1, 0, 2))  # (T, B, D)
+        return NumpyEngine.copy(x.transpose(1, 0, 2))  # (T, B, D)
 
 
 def _engine(name: str) -> Any:
