@@ -181,9 +181,11 @@ def test_bad_checkpoints_and_prime(corpus, tmp_path, capsys):
     other = tmp_path / "other"
     save_checkpoint(other, kind="classifier", params={"w": np.zeros(2)})
     expect_error(["lm", "sample", other], capsys, "holds a 'classifier' model, expected 'lm'")
-    weights = out / "checkpoint" / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:-100])
-    expect_error(["lm", "sample", out], capsys, "model.safetensors: truncated")
+    for part in ("best", "checkpoint"):  # a run folder is read through best/ first
+        weights = out / part / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-100])
+        expect_error(["lm", "sample", out], capsys, "model.safetensors: truncated")
+        expect_error(["lm", "sample", out / part], capsys, "model.safetensors: truncated")
     expect_error(
         ["lm", "train", corpus, "--out", out, *SMALL], capsys, "already holds a checkpoint"
     )

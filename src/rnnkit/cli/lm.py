@@ -52,6 +52,9 @@ def group() -> None:
 @click.option("--seed", type=int)
 @click.option("--log-every", type=POSITIVE)
 @click.option("--checkpoint-every", type=click.IntRange(min=0), help="Steps; 0: per epoch.")
+@click.option("--patience", type=click.IntRange(min=0),
+              help="Stop after this many epochs without a better validation loss (0: never); "
+                   "OUT/best keeps the best epoch's weights.")  # fmt: skip
 @click.option("--dtype", type=click.Choice(["float32", "float64"]),
               help="Weights and arithmetic [default: float32].")  # fmt: skip
 @click.option("--out", "out", default="runs/lm", show_default=True, type=click.Path())

@@ -107,6 +107,9 @@ class LMTrainConfig:
     seed: int = 0
     log_every: int = 50  # steps between lines in metrics.jsonl
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: end of epoch only)
+    # stop once the validation loss has not improved for this many epochs (0: never); the
+    # best epoch's weights are kept in OUT/best either way
+    patience: int = 0
     dtype: str = "float32"  # float32 | float64 (the model's weights and arithmetic)
 
     def __post_init__(self) -> None:
@@ -119,6 +122,8 @@ class LMTrainConfig:
                 )
         if self.lr <= 0:
             raise RnnkitError(f"--lr: must be positive, got {self.lr}")
+        if not isinstance(self.patience, int) or self.patience < 0:
+            raise RnnkitError(f"--patience: must be a non-negative integer, got {self.patience}")
         if self.level not in ("char", "word"):
             raise RnnkitError(f"--level: expected char or word, got {self.level!r}")
         if self.loss not in ("mean", "sum-time"):
@@ -340,7 +345,6 @@ def train_lm(
                               f"{world.size}", report=world.root)  # fmt: skip
     train_ids = _encode(vocab, corpus.train, "training text")
     valid_ids = _encode(vocab, corpus.valid, "validation text") if corpus.valid else None
-    test_ids = _encode(vocab, corpus.test, "test text") if corpus.test else None
     stream = TBPTTStream(train_ids, cfg.batch_size, cfg.bptt)
     # this process's streams (all of them on one process): rows of every window
     rows = world.share(cfg.batch_size)
@@ -358,10 +362,13 @@ def train_lm(
                          cfg.rmsprop_alpha)  # fmt: skip
     sched = StepDecay(opt, factor=cfg.lr_decay, after_epoch=cfg.decay_after)
     step, state = 0, None
+    best_loss: float | None = None  # the best validation loss so far and its epoch
+    best_epoch = 0
     if ck is not None:
         ck.copy_params_into(model.params)
         ck.load_optimizer_into(opt)
         t = ck.trainer
+        best_loss, best_epoch = t.get("best_valid_loss"), int(t.get("best_epoch", 0))
         sched.load_state_dict(t["schedule"])
         stream.load_state_dict(t["stream"])
         set_rng_state(rng, t["rng"])
@@ -379,6 +386,16 @@ def train_lm(
                                         log_every=cfg.log_every)  # fmt: skip
     else:
         logger = QuietLog(cfg.log_every)
+
+    def save_best() -> None:  # rank 0: the weights of the best validation epoch, no state
+        save_checkpoint(
+            out / "best",
+            kind=KIND,
+            params=model.params,
+            config={"model": model.config.to_dict(), "train": asdict(cfg), "data": data or {}},
+            vocab=vocab.to_json(),
+            trainer={"epoch": best_epoch, "step": step, "valid_loss": best_loss},
+        )
 
     def save() -> None:  # every process calls it: the carried state is gathered to rank 0
         arrays = {}
@@ -399,6 +416,8 @@ def train_lm(
                 "stream": stream.state_dict(),
                 "schedule": sched.state_dict(),
                 "rng": rng_state(rng),
+                "best_valid_loss": best_loss,
+                "best_epoch": best_epoch,
                 **({"world_size": world.size} if world.size > 1 else {}),
             },  # fmt: skip
             optimizer=opt.state_dict(),
@@ -495,6 +514,11 @@ def train_lm(
             record = world.on_root(functools.partial(
                 _validated, record, model, valid_ids, cfg.bptt, cfg.level))  # fmt: skip
             sched.step()
+            improved = False
+            if "valid_loss" in record and (best_loss is None or record["valid_loss"] < best_loss):
+                best_loss, best_epoch, improved = float(record["valid_loss"]), epoch, True
+                if world.root:
+                    save_best()
             logger.log(record)
             logger.plot(out)
             save()
@@ -506,10 +530,14 @@ def train_lm(
             if valid_ids is not None:
                 v_loss, v_ppl = record["valid_loss"], record["valid_perplexity"]
                 msg += f", valid loss {v_loss:.4f} (perplexity {v_ppl:.2f})"
+                msg += " (best)" if improved else ""
             echo(msg)
-            if any_stop(callbacks, "on_epoch", record) and stream.epoch < cfg.epochs:
+            patient = cfg.patience and valid_ids is not None and epoch - best_epoch >= cfg.patience
+            if (any_stop(callbacks, "on_epoch", record) or patient) and stream.epoch < cfg.epochs:
                 stopped_early = stream.epoch
-                echo(f"stopped early after epoch {stream.epoch} (a callback asked)")
+                why = (f"validation loss not improved for {cfg.patience} epochs" if patient
+                       else "a callback asked")  # fmt: skip
+                echo(f"stopped early after epoch {stream.epoch} ({why})")
                 break
         if stopped:
             save()
@@ -521,19 +549,22 @@ def train_lm(
     if not stopped:
 
         def final() -> dict[str, Any]:  # rank 0 scores and writes; the figures go to all
-            parts = {"valid": valid_ids, "test": test_ids}
-            figs = {k: figures(evaluate(model, ids, cfg.bptt), cfg.level)
-                    for k, ids in parts.items() if ids is not None}  # fmt: skip
+            # validation only: the test text is scored by `rnnkit lm eval`, once, on purpose
+            figs: dict[str, Any] = {"best_epoch": best_epoch or None}
+            if valid_ids is not None:
+                if best_epoch and best_epoch != stream.epoch:  # score the best epoch's weights
+                    load_checkpoint(out / "best", kind=KIND).copy_params_into(model.params)
+                figs["valid"] = figures(evaluate(model, valid_ids, cfg.bptt), cfg.level)
             with atomic_write(out / "summary.json") as f:
                 json.dump({**summary, **figs}, f, indent=1)
             return figs
 
         summary.update(world.on_root(final))
-        for part in ("valid", "test"):
-            if part in summary:
-                s = summary[part]
-                extra = f", {s['bits_per_char']:.4f} bits/char" if "bits_per_char" in s else ""
-                echo(f"{part}: loss {s['loss']:.4f}, perplexity {s['perplexity']:.2f}{extra}")
+        if "valid" in summary:
+            s = summary["valid"]
+            extra = f", {s['bits_per_char']:.4f} bits/char" if "bits_per_char" in s else ""
+            echo(f"valid (epoch {summary['best_epoch']}): loss {s['loss']:.4f}, "
+                 f"perplexity {s['perplexity']:.2f}{extra}")  # fmt: skip
     summary["interrupted"] = interrupted if world.size > 1 else stopper.stop
     return summary
 
