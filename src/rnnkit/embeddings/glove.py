@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -198,6 +199,14 @@ class GloVe:
 
     def fit(self, corpus: Corpus, progress: bool = False) -> KeyedVectors:
         """Build the vocabulary and co-occurrence counts, train, return W + Wt."""
+        rng = self.prepare(corpus)
+        self.train(rng, progress)
+        return self.wv
+
+    def prepare(self, corpus: Corpus) -> np.random.Generator:
+        """The vocabulary, the co-occurrence entries, the initial vectors and AdaGrad sums
+        (attributes ``W, Wt, b, bt, GW, GWt, Gb, Gbt``); returns the generator that
+        shuffles the epochs."""
         cfg = self.config
         self.vocab = Vocab.build(corpus, cfg.min_count)
         enc = self.vocab.encode(corpus)
@@ -211,18 +220,31 @@ class GloVe:
         # the GloVe tool's initialisation: uniform in [-0.5/E, 0.5/E), AdaGrad sums at 1
         self.W, self.Wt = ((rng.random((2, v, cfg.dim)) - 0.5) / cfg.dim).astype(np.float32)
         self.b, self.bt = ((rng.random((2, v)) - 0.5) / cfg.dim).astype(np.float32)
-        self.train(rng, progress)
-        return self.wv
+        self.GW, self.GWt = np.ones_like(self.W), np.ones_like(self.Wt)
+        self.Gb, self.Gbt = np.ones_like(self.b), np.ones_like(self.bt)
+        return rng
 
-    def train(self, rng: np.random.Generator, progress: bool = False) -> TrainStats:
-        """Run the epochs over the co-occurrence entries (set up by :meth:`fit`)."""
+    def train(
+        self,
+        rng: np.random.Generator,
+        progress: bool = False,
+        start: dict[str, Any] | None = None,
+        on_epoch: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> TrainStats:
+        """Run the epochs over the co-occurrence entries (set up by :meth:`prepare`).
+
+        Args:
+            start: a position given to ``on_epoch`` earlier (``epoch``: the next epoch,
+                ``losses``), with the arrays and ``rng`` as they were then: training
+                continues from there exactly (at one thread: the same bits).
+            on_epoch: called after every epoch with the position; returning True stops.
+        """
         require_compiled("GloVe")
         from rnnkit.fast import glove as K
 
         cfg = self.config
         threads = set_threads(cfg.threads)
-        GW, GWt = np.ones_like(self.W), np.ones_like(self.Wt)
-        Gb, Gbt = np.ones_like(self.b), np.ones_like(self.bt)
+        GW, GWt, Gb, Gbt = self.GW, self.GWt, self.Gb, self.Gbt
         logx = np.log(self.counts).astype(np.float32)
         fx = weighting(self.counts, cfg.x_max, cfg.alpha).astype(np.float32)
         nnz = len(self.rows)
@@ -234,7 +256,11 @@ class GloVe:
         K.train_epoch(*params, self.rows, self.cols, logx, fx, visit[:0], threads,
                       np.float32(cfg.lr), np.zeros(threads))  # fmt: skip
         t0 = time.perf_counter()
-        for _ in range(cfg.epochs):
+        first = int((start or {}).get("epoch", 0))
+        stats.loss = [float(x) for x in (start or {}).get("losses", [])]
+        if bar is not None:
+            bar.update(first * nnz)
+        for epoch in range(first, cfg.epochs):
             # shuffle the entries themselves (not an index into them): the kernel then reads
             # them in memory order, a cache miss fewer per entry
             perm = rng.permutation(nnz)
@@ -248,6 +274,8 @@ class GloVe:
             if bar is not None:
                 bar.update(nnz)
                 bar.set_postfix(cost=f"{stats.loss[-1]:.4f}", refresh=False)
+            if on_epoch is not None and on_epoch({"epoch": epoch + 1, "losses": stats.loss}):
+                break
         stats.seconds = time.perf_counter() - t0
         stats.words = cfg.epochs * nnz
         if bar is not None:

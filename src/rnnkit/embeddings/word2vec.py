@@ -43,6 +43,7 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -376,8 +377,26 @@ class Word2Vec:
         self.keep = subsample_keep(self.vocab.counts, cfg.sample)
         return self.vocab
 
-    def train(self, enc: EncodedCorpus, progress: bool = False) -> TrainStats:
-        """Run all epochs over an encoded corpus (from ``self.vocab.encode``)."""
+    def train(
+        self,
+        enc: EncodedCorpus,
+        progress: bool = False,
+        start: dict[str, Any] | None = None,
+        on_block: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> TrainStats:
+        """Run all epochs over an encoded corpus (from ``self.vocab.encode``).
+
+        The corpus is trained in blocks of ``4 * threads`` chunks, each chunk's random stream
+        seeded by (seed, epoch, chunk), so training can stop after any block and continue
+        from it exactly (at one thread: the same bits as an uninterrupted run):
+
+        Args:
+            start: a position given to ``on_block`` earlier (``epoch``, ``chunk``: the next
+                block's first chunk, ``loss``, ``pairs``, ``losses``), with the vectors as
+                they were then: training continues from there.
+            on_block: called after every block with the position; returning True stops
+                training there (``stats.words`` then counts the words trained so far).
+        """
         require_compiled("word2vec")
         from rnnkit.fast import word2vec as K
 
@@ -398,9 +417,17 @@ class Word2Vec:
                       threads, *args, 0, total, cfg.seed, 0, max_sent, cfg.compute_loss,
                       np.zeros((0, 3)))  # fmt: skip
         t0 = time.perf_counter()
-        for epoch in range(cfg.epochs):
-            loss, pairs = 0.0, 0
-            for c_lo in range(0, n_chunks, block):
+        first = dict(start or {"epoch": 0, "chunk": 0, "loss": 0.0, "pairs": 0, "losses": []})
+        # losses are None in a position (JSON) where they are NaN here (no compute_loss)
+        stats.loss = [float("nan") if x is None else float(x) for x in first["losses"]]
+        if bar is not None:
+            bar.update(int(first["epoch"]) * enc.n_words + int(enc.sent_starts[
+                bounds[min(int(first["chunk"]), n_chunks)]]))  # fmt: skip
+        for epoch in range(int(first["epoch"]), cfg.epochs):
+            resumed = epoch == int(first["epoch"])
+            loss = float(first["loss"]) if resumed else 0.0
+            pairs = int(first["pairs"]) if resumed else 0
+            for c_lo in range(int(first["chunk"]) if resumed else 0, n_chunks, block):
                 c_hi = min(n_chunks, c_lo + block)
                 out = np.zeros((c_hi - c_lo, 3), np.float64)
                 K.train_block(
@@ -415,6 +442,15 @@ class Word2Vec:
                     bar.update(int(words))
                     if cfg.compute_loss and pairs:
                         bar.set_postfix(loss=f"{loss / pairs:.4f}", refresh=False)
+                position = {"epoch": epoch, "chunk": c_hi, "loss": loss, "pairs": pairs,
+                            "losses": [x if x == x else None for x in stats.loss]}  # fmt: skip
+                if on_block is not None and on_block(position):
+                    stats.seconds = time.perf_counter() - t0
+                    stats.words = epoch * enc.n_words + int(enc.sent_starts[bounds[c_hi]])
+                    if bar is not None:
+                        bar.close()
+                    self.stats = stats
+                    return stats
             stats.loss.append(loss / max(pairs, 1) if cfg.compute_loss else float("nan"))
         stats.seconds = time.perf_counter() - t0
         stats.words = total

@@ -12,15 +12,22 @@ A checkpoint is a directory::
 ``model.safetensors`` loads straight into PyTorch (``safetensors.torch.load_file``).
 
 Atomic replacement: everything is written into ``DIR.tmp-XXXX`` beside ``DIR`` (checkpoint.json
-last), flushed to disk, then swapped in by two renames, ``DIR -> DIR.old-XXXX`` and
-``DIR.tmp-XXXX -> DIR``, during which Ctrl-C is held back; the backup is deleted afterwards.
-An interruption at any point leaves the old or the new checkpoint complete at ``DIR``.
-(Only a hard kill between the two renames can leave ``DIR`` missing; loading then names the
-complete backup.)
+last), each file flushed and fsynced, the folder fsynced, then swapped in by two renames,
+``DIR -> DIR.old-XXXX`` and ``DIR.tmp-XXXX -> DIR`` (the parent folder fsynced after them),
+during which Ctrl-C and SIGTERM are held back; the backup is deleted afterwards. An
+interruption at any point leaves the old or the new checkpoint complete: at ``DIR``, or, after
+a hard kill between the two renames, in ``DIR.old-XXXX`` (the previous one, complete) beside
+the complete ``DIR.tmp-XXXX`` (the new one). :func:`load_checkpoint` of a missing ``DIR`` loads
+the newest complete one of those, and the next save puts it back in place. A save that fails
+(disk full, read-only folder, a file in the way) is one :class:`RnnkitError` line and leaves
+the previous checkpoint as it was.
 
 Loading checks every file against checkpoint.json (missing, truncated, corrupted), the model
 kind, and, when the parameters are copied into a model, every tensor's name and shape; each
-failure is one :class:`RnnkitError` line naming the file.
+failure is one :class:`RnnkitError` line naming the file. checkpoint.json names only the
+four files above (no path can point outside ``DIR``), and a file whose size differs from the
+recorded one is refused before it is read. Nothing is unpickled: arrays are safetensors,
+the rest JSON.
 
 Example:
 
@@ -44,12 +51,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import secrets
 import shutil
 import signal
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +69,11 @@ import safetensors.numpy
 from rnnkit.io import RnnkitError, read_text
 
 __all__ = [
+    "DEFAULT_INTERVAL",
     "Checkpoint",
+    "CheckpointSchedule",
+    "checkpoint_exists",
+    "parse_interval",
     "load_checkpoint",
     "rng_from_state",
     "rng_state",
@@ -75,6 +88,7 @@ MODEL_FILE = "model.safetensors"
 OPTIM_FILE = "optimizer.safetensors"
 OPTIM_JSON = "optimizer.json"
 STATE_FILE = "state.safetensors"
+DATA_FILES = (MODEL_FILE, OPTIM_FILE, OPTIM_JSON, STATE_FILE)
 
 
 # --- RNG state as JSON ----------------------------------------------------------------------
@@ -136,6 +150,69 @@ def _from_jsonable(obj: Any) -> Any:
     return obj
 
 
+# --- when to save ---------------------------------------------------------------------------
+
+DEFAULT_INTERVAL = "10m"  # --checkpoint-every's default: a hard kill loses minutes, not an epoch
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_interval(spec: int | str) -> tuple[int, float]:
+    """``--checkpoint-every`` as ``(steps, seconds)``, one of them 0: an integer is a number
+    of steps, a number with ``s``, ``m`` or ``h`` a time; 0 saves at the end of epochs only.
+
+    >>> parse_interval(200), parse_interval("30s"), parse_interval("1.5m"), parse_interval("0")
+    ((200, 0.0), (0, 30.0), (0, 90.0), (0, 0.0))
+    >>> parse_interval("10 minutes")
+    Traceback (most recent call last):
+    rnnkit.io.RnnkitError: --checkpoint-every: expected a number of steps or a time such as \
+30s, 10m or 1h, got '10 minutes'
+    """
+    text = str(spec).strip().lower()
+    bad = RnnkitError(f"--checkpoint-every: expected a number of steps or a time such as 30s, "
+                      f"10m or 1h, got {spec!r}")  # fmt: skip
+    if isinstance(spec, bool):
+        raise bad
+    if text.isdigit():
+        return int(text), 0.0
+    if len(text) < 2 or text[-1] not in _UNITS:
+        raise bad
+    try:
+        seconds = float(text[:-1]) * _UNITS[text[-1]]
+    except ValueError:
+        raise bad from None
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise bad
+    return 0, seconds
+
+
+class CheckpointSchedule:
+    """When a training loop saves between epochs: every ``steps`` steps or every ``seconds``
+    of wall time (:func:`parse_interval`); the loop calls :meth:`due` after each step and
+    :meth:`saved` after each save (end-of-epoch ones included: they restart the clock).
+
+    >>> s = CheckpointSchedule(3)
+    >>> [s.due(step) for step in range(1, 7)]
+    [False, False, True, False, False, True]
+    """
+
+    def __init__(self, spec: int | str) -> None:
+        self.steps, self.seconds = parse_interval(spec)
+        self.last = time.monotonic()
+
+    def due(self, step: int, share: Callable[[bool], bool] | None = None) -> bool:
+        """Whether to save after ``step``. ``share`` makes one process's answer everyone's
+        (under MPI the clocks differ and a save is a collective: rank 0 decides)."""
+        if self.steps:
+            return step % self.steps == 0
+        if not self.seconds:
+            return False
+        now = time.monotonic() - self.last >= self.seconds
+        return bool(share(now)) if share is not None else now
+
+    def saved(self) -> None:
+        self.last = time.monotonic()
+
+
 # --- saving ---------------------------------------------------------------------------------
 
 
@@ -169,7 +246,10 @@ def save_checkpoint(
     """
     target = Path(path)
     _check_replaceable(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _save_error(target, e) from None
     _remove_leftovers(target)
     meta = {
         "format": FORMAT,
@@ -185,7 +265,10 @@ def save_checkpoint(
     opt_text = _dumps(opt_scalars, "optimizer state") if optimizer is not None else None
 
     tmp = _unused_name(target, "tmp")
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except OSError as e:
+        raise _save_error(target, e) from None
     try:
         files: dict[str, dict[str, Any]] = {}
         files[MODEL_FILE] = _write(tmp / MODEL_FILE, _safetensors_bytes(params, kind))
@@ -195,13 +278,26 @@ def save_checkpoint(
         if arrays:
             files[STATE_FILE] = _write(tmp / STATE_FILE, _safetensors_bytes(arrays, kind))
         meta["files"] = files
+        meta["sha256"] = _meta_digest(meta)
         _write(tmp / META_FILE, _dumps(meta, "checkpoint metadata").encode())  # written last
         _fsync_dir(tmp)
         _swap_into_place(tmp, target)
+    except OSError as e:  # disk full, file too large, read-only, permissions...
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _save_error(target, e) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _save_error(target: Path, e: OSError) -> RnnkitError:
+    """The one line for a save that failed: what the system said, and that the previous
+    checkpoint (if any) is untouched."""
+    why = e.strerror or str(e)
+    kept = "the previous checkpoint is unchanged" if (target / META_FILE).exists() else (
+        "no checkpoint was written")  # fmt: skip
+    return RnnkitError(f"{target}: cannot save the checkpoint ({why}); {kept}")
 
 
 def _dumps(obj: Any, what: str) -> str:
@@ -209,6 +305,14 @@ def _dumps(obj: Any, what: str) -> str:
         return json.dumps(obj, indent=1, allow_nan=False) + "\n"
     except (TypeError, ValueError) as e:
         raise ValueError(f"{what} is not JSON-able: {e}") from None
+
+
+def _meta_digest(meta: Mapping[str, Any]) -> str:
+    """sha256 of checkpoint.json's content without its own ``sha256`` (keys sorted, compact),
+    so that a flipped byte in checkpoint.json itself is noticed too."""
+    rest = {k: v for k, v in meta.items() if k != "sha256"}
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _safetensors_bytes(tensors: Mapping[str, np.ndarray], kind: str) -> bytes:
@@ -257,7 +361,14 @@ def _leftovers(target: Path, tag: str) -> list[Path]:
 
 
 def _remove_leftovers(target: Path) -> None:
-    """Delete debris of interrupted saves: temporary dirs, and backups once DIR is complete."""
+    """Delete debris of interrupted saves: temporary dirs, and backups once DIR is complete.
+    Without DIR (a hard kill between the two renames) the newest complete one is renamed
+    back into place first, so that a failure of this save cannot lose it."""
+    if not target.exists():
+        found = _complete_leftover(target)
+        if found is not None:
+            os.rename(found, target)
+            _fsync_dir(target.parent)
     stale = _leftovers(target, "tmp")
     if (target / META_FILE).exists():
         stale += _leftovers(target, "old")
@@ -265,31 +376,69 @@ def _remove_leftovers(target: Path) -> None:
         shutil.rmtree(p, ignore_errors=True)
 
 
+def _complete_leftover(target: Path) -> Path | None:
+    """After a hard kill between the two renames of a save: the new checkpoint (a temporary
+    folder that validates) if complete, else the previous one (a backup that validates)."""
+    for tag in ("tmp", "old"):
+        for p in reversed(_leftovers(target, tag)):
+            try:
+                load_checkpoint(p)
+            except RnnkitError:
+                continue
+            return p
+    return None
+
+
+def checkpoint_exists(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds a checkpoint, or an interrupted save left a complete one beside
+    it (which :func:`load_checkpoint` of ``path`` would load)."""
+    target = Path(path)
+    return target.exists() or _complete_leftover(target) is not None
+
+
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
-def _sigint_held() -> Iterator[None]:
-    """Hold Ctrl-C back for the duration of the block; deliver it afterwards."""
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back for the duration of the block; deliver them afterwards
+    to the handlers that were in place."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: received.append(signum))
+        for signum in HELD_SIGNALS
+    }
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if received and callable(previous):
-            previous(signal.SIGINT, None)
-        elif received and previous == signal.SIG_DFL:
-            raise KeyboardInterrupt
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(received):
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)  # the default action: end the process
 
 
 def _swap_into_place(tmp: Path, target: Path) -> None:
     backup = None
-    with _sigint_held():
+    with _signals_held():
         if target.exists():
             backup = _unused_name(target, "old")
             os.rename(target, backup)
-        os.rename(tmp, target)
+            _fsync_dir(target.parent)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if backup is not None:  # put the previous checkpoint back
+                os.rename(backup, target)
+            raise
         _fsync_dir(target.parent)
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
@@ -350,19 +499,23 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str | None = None) -> Ch
             another kind, an unknown format version).
     """
     root = Path(path)
+    if not root.exists():
+        found = _complete_leftover(root)
+        if found is not None:  # a hard kill between the two renames of a save
+            return load_checkpoint(found, kind)
     if not root.is_dir():
-        backups = [p for p in _leftovers(root, "old") if (p / META_FILE).exists()]
-        hint = ""
-        if backups:
-            hint = f" (an interrupted save left the previous checkpoint at {backups[-1]})"
         what = "not a directory" if root.exists() else "no such checkpoint directory"
-        raise RnnkitError(f"{root}: {what}{hint}")
+        raise RnnkitError(f"{root}: {what}")
     meta_path = root / META_FILE
     if not meta_path.exists():
         raise RnnkitError(f"{meta_path}: missing (not an rnnkit checkpoint?)")
     meta = _load_json(meta_path)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise RnnkitError(f"{meta_path}: not an rnnkit checkpoint")
+    # absent in checkpoints written before it was added
+    if "sha256" in meta and meta["sha256"] != _meta_digest(meta):
+        raise RnnkitError(f"{meta_path}: corrupted (its sha256 differs from its content; "
+                          'after a deliberate edit, delete its "sha256" entry)')  # fmt: skip
     if not isinstance(meta.get("version"), int) or meta["version"] > VERSION:
         raise RnnkitError(
             f"{meta_path}: checkpoint format version {meta.get('version')} is newer than "
@@ -375,6 +528,9 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str | None = None) -> Ch
     files = meta.get("files")
     if not isinstance(files, dict) or MODEL_FILE not in files:
         raise RnnkitError(f"{meta_path}: lacks the list of files")
+    for name in files:
+        if name not in DATA_FILES:  # e.g. "../../x": nothing outside the folder is read
+            raise RnnkitError(f"{meta_path}: names an unknown file {name!r}")
     blobs = {name: _read_checked(root / name, info) for name, info in files.items()}
     params = _load_safetensors(root / MODEL_FILE, blobs[MODEL_FILE])
     optimizer = None
@@ -398,21 +554,32 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str | None = None) -> Ch
 
 
 def _read_checked(path: Path, info: Any) -> bytes:
-    if not path.exists():
+    if not path.is_file():
         raise RnnkitError(f"{path}: missing from the checkpoint")
-    data = path.read_bytes()
     if not isinstance(info, dict):
         raise RnnkitError(f"{path.parent / META_FILE}: bad entry for {path.name}")
-    if len(data) != info.get("bytes"):
+    size = path.stat().st_size
+    if size != info.get("bytes"):  # refused before reading: a lying record allocates nothing
         raise RnnkitError(
-            f"{path}: truncated or altered ({len(data)} bytes, expected {info.get('bytes')})"
+            f"{path}: truncated or altered ({size} bytes, expected {info.get('bytes')})"
         )
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise RnnkitError(f"{path}: cannot read ({e.strerror})") from None
     if hashlib.sha256(data).hexdigest() != info.get("sha256"):
         raise RnnkitError(f"{path}: corrupted (sha256 differs from the one recorded at save)")
     return data
 
 
+MAX_JSON_BYTES = 256 * 2**20  # checkpoint.json and optimizer.json are read whole
+
+
 def _load_json(path: Path) -> Any:
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise RnnkitError(f"{path}: {size:,} bytes, more than the {MAX_JSON_BYTES:,} a "
+                          "checkpoint's JSON may hold (corrupt checkpoint)")  # fmt: skip
     try:
         text = read_text(path)
     except RnnkitError as e:
@@ -429,6 +596,8 @@ def _parse_json(path: Path, data: bytes) -> Any:
         raise RnnkitError(
             f"{path}: corrupt JSON at line {e.lineno} column {e.colno} ({e.msg})"
         ) from None
+    except (ValueError, RecursionError) as e:  # an integer of 10^4 digits, [[[[...
+        raise RnnkitError(f"{path}: corrupt JSON ({type(e).__name__}: {e})") from None
 
 
 def _load_safetensors(path: Path, data: bytes) -> dict[str, np.ndarray]:

@@ -38,8 +38,12 @@ import numpy as np
 from rnnkit.io import RnnkitError, atomic_write
 from rnnkit.train.callbacks import Callback, any_stop
 from rnnkit.train.checkpoint import (
+    DEFAULT_INTERVAL,
     Checkpoint,
+    CheckpointSchedule,
+    checkpoint_exists,
     load_checkpoint,
+    parse_interval,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -53,6 +57,7 @@ from rnnkit.train.distributed import (
     inject_fault,
     rank_stream,
 )
+from rnnkit.train.lock import lock_run, run_lock_released
 from rnnkit.train.logs import MetricsLog, QuietLog, measure_and_clip
 from rnnkit.train.optim import SGD, Adagrad, Adam, Optimizer, RMSProp, StepDecay
 from rnnkit.train.runconfig import write_config
@@ -81,10 +86,12 @@ __all__ = [
 
 
 class StopFlag:
-    """Turns Ctrl-C into a flag that the loop checks between steps."""
+    """Turns Ctrl-C (SIGINT) and SIGTERM (what batch schedulers send before they kill a job)
+    into a flag that the loop checks between steps; ``signum`` says which came."""
 
     def __init__(self) -> None:
         self.stop = False
+        self.signum: int | None = None
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -93,15 +100,20 @@ class StopFlag:
             return
 
         def handler(signum: int, frame: Any) -> None:
-            if self.stop:  # a second Ctrl-C: give up at once
+            if self.stop:  # a second signal: give up at once
                 raise KeyboardInterrupt
-            self.stop = True
+            self.stop, self.signum = True, signum
 
-        previous = signal.signal(signal.SIGINT, handler)
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def summary(self) -> dict[str, Any]:
+        """``{"signal": "SIGTERM"}`` (or SIGINT) once a signal stopped the run, else ``{}``."""
+        return {"signal": signal.Signals(self.signum).name} if self.signum is not None else {}
 
 
 def progress_bar(total: int, done: int, epoch: int, epochs: int, enabled: bool,
@@ -116,15 +128,18 @@ def progress_bar(total: int, done: int, epoch: int, epochs: int, enabled: bool,
 
 
 def start_run(out: Path, resume: bool, kind: str) -> Any:
-    """The checkpoint to resume (``resume``), else None; refuses to overwrite a run. Under
-    MPI rank 0 reads the run folder and every process gets its answer
+    """The checkpoint to resume (``resume``), else None; refuses to overwrite a run. First
+    takes the run folder's lock (:mod:`rnnkit.train.lock`: a second run into ``out`` stops
+    with one line naming the first one's PID); the loop gives it up at its end. Under MPI
+    rank 0 locks and reads the run folder and every process gets its answer
     (:mod:`rnnkit.train.distributed`)."""
     world = get_world()
+    world.on_root(lambda: lock_run(out))
     if resume:
         return world.load_checkpoint(out / "checkpoint", kind=kind)
 
     def fresh() -> None:
-        if (out / "checkpoint").exists():
+        if checkpoint_exists(out / "checkpoint"):
             raise RnnkitError(f"{out}: already holds a checkpoint; pass --resume to continue "
                               "it, or choose another --out")  # fmt: skip
 
@@ -234,9 +249,12 @@ class LoopConfig:
     lower: bool = False  # lowercase words (before the vocabulary lookup)
     seed: int = 0
     log_every: int = 50  # steps between lines in metrics.jsonl
-    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: end of epoch only)
+    # mid-epoch checkpoints: every N steps (an integer) or every so long ("30s", "10m", "1h");
+    # 0: at the end of epochs only
+    checkpoint_every: int | str = DEFAULT_INTERVAL
 
     def __post_init__(self) -> None:
+        parse_interval(self.checkpoint_every)
         for name in ("epochs", "batch_size", "log_every", "min_count", "decay_after"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -426,7 +444,9 @@ def fit(
     stopped = halt = interrupted = False
     stopped_early = None
     steps_this_call = 0
-    with stopper.installed(), contextlib.closing(logger):
+    schedule = CheckpointSchedule(cfg.checkpoint_every)
+    share = world.bcast_json if world.size > 1 else None  # rank 0's clock decides
+    with stopper.installed(), contextlib.closing(logger), run_lock_released(out):
         while epoch < cfg.epochs and not stopped:
             set_rng_state(data_rng, epoch_start)
             batches = epoch_batches(task.lengths, cfg.batch_size, data_rng)
@@ -479,8 +499,9 @@ def fit(
                 if bar is not None:
                     bar.set_postfix(loss=f"{loss_sum / loss_n:.4f}")
                     bar.update(1)
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                if schedule.due(step, share):
                     save(out / "checkpoint")
+                    schedule.saved()
                 if interrupted or (max_steps is not None and steps_this_call >= max_steps):
                     halt = True
                 if halt:
@@ -515,6 +536,7 @@ def fit(
             if best_epoch == epoch:
                 save(out / "best", with_state=False)
             save(out / "checkpoint")
+            schedule.saved()
             echo(msg)
             early = any_stop(callbacks, "on_epoch", record)
             if halt:
@@ -531,7 +553,7 @@ def fit(
     return {"steps": step, "epochs_completed": epoch, "complete": not stopped,
             "best_epoch": best_epoch,
             "interrupted": interrupted if world.size > 1 else stopper.stop,
-            "stopped_early": stopped_early}  # fmt: skip
+            "stopped_early": stopped_early, **stopper.summary()}  # fmt: skip
 
 
 def _validated(record: dict[str, Any], evaluate: Callable[[], dict[str, float]] | None
