@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from rnnkit.cli import classify, diagnostics, embed, export, lm, mt, music, ngram, qa, tag
+from rnnkit.cli import caption, classify, diagnostics, embed, export, lm, mt, music, ngram, qa, tag
 from rnnkit.engine.backend import BACKENDS, get_backend, set_backend
 from rnnkit.io import RnnkitError
 from rnnkit.train.distributed import (
@@ -65,6 +65,7 @@ cli.add_command(tag.group)
 cli.add_command(mt.group)
 cli.add_command(mt.bleu_command)
 cli.add_command(qa.group)
+cli.add_command(caption.group)
 cli.add_command(music.group)
 cli.add_command(export.command)
 for _command in diagnostics.commands:

@@ -1,0 +1,114 @@
+"""Captioners: finite differences through the whole model (conv encoder, start state, LSTM,
+soft attention, the doubly stochastic penalty), decoding against teacher forcing, and
+BLEU-1..4 against sacrebleu."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sacrebleu
+
+from rnnkit.engine.gradcheck import gradcheck
+from rnnkit.models.caption import CaptionConfig, Captioner, caption_batch
+from rnnkit.recipes.caption import bleu_n
+
+
+def _model(attention, penalty=0.7, dropout=0.0, seed=0):
+    cfg = CaptionConfig(vocab=7, image_size=8, channels=[2, 3], embed=4, hidden=5,
+                        attention=attention, attn_size=3, penalty=penalty, dropout=dropout,
+                        dtype="float64")  # fmt: skip
+    m = Captioner(cfg, seed=seed)
+    r = np.random.default_rng(seed + 1)
+    for p in m.params.values():  # larger than the init: sharper attention, livelier gates
+        p[...] = 0.5 * r.standard_normal(p.shape)
+    return m
+
+
+@pytest.mark.parametrize("attention", ["none", "soft"])
+def test_captioner_gradcheck(attention):
+    m = _model(attention)
+    x = np.random.default_rng(0).standard_normal((2, 1, 8, 8))
+    t_in, t_out, lengths = caption_batch([[4, 5, 6], [6]], bos=2, eos=3)  # ragged: padding
+    loss, cache = m.forward(x, t_in, t_out, lengths)
+    m.zero_grad()
+    m.backward(cache)
+    analytic = {n: g.copy() for n, g in m.grads.items()}
+    assert set(analytic) == set(m.params)
+    errs = gradcheck(lambda: m.forward(x, t_in, t_out, lengths)[0], dict(m.params), analytic)
+    assert max(errs.values()) < 1e-6
+
+
+def test_penalty_is_xu_et_al_eq_14():
+    """loss - NLL = lambda sum_b sum_i (1 - sum_{valid t} alpha)^2 / tokens, recomputed here
+    from the weights the model reports; padding steps excluded."""
+    m = _model("soft", penalty=0.7)
+    x = np.random.default_rng(2).standard_normal((2, 1, 8, 8))
+    t_in, t_out, lengths = caption_batch([[4, 5, 6], [6]], bos=2, eos=3)
+    loss, cache = m.forward(x, t_in, t_out, lengths)
+    a = cache["alpha"].copy()
+    a[1, 2:] = 0.0  # caption 1 has 2 tokens (6, EOS)
+    expected = 0.7 * ((1.0 - a.sum(axis=1)) ** 2).sum() / 6
+    assert abs((loss - cache["nll"]) - expected) < 1e-12
+    assert np.allclose(cache["alpha"].sum(axis=2), 1.0)
+
+
+@pytest.mark.parametrize("attention", ["none", "soft"])
+def test_decoding_agrees_with_teacher_forcing(attention):
+    """Greedy output = beam 1; each greedy token is the arg max of the teacher-forced logits
+    of its own prefix (decoder step and training pass compute the same function)."""
+    m = _model(attention, seed=3)
+    x = np.random.default_rng(4).standard_normal((3, 1, 8, 8))
+    greedy = m.caption(x, bos=2, eos=3, method="greedy", max_len=6)
+    beam1 = m.caption(x, bos=2, eos=3, method="beam", beam_size=1, max_len=6)
+    assert greedy == beam1
+    for b, seq in enumerate(greedy):
+        t_in, _, lengths = caption_batch([seq], bos=2, eos=3)
+        _, cache = m.forward(x[b : b + 1], t_in, None, lengths, training=False)
+        picks = cache["logits"][0].argmax(axis=1).tolist()
+        assert picks[: len(seq)] == seq
+        if len(seq) < 6:
+            assert picks[len(seq)] == 3  # it stopped because EOS won
+
+
+def test_beam_finds_a_caption_at_least_as_likely():
+    m = _model("soft", seed=5)
+    x = np.random.default_rng(6).standard_normal((4, 1, 8, 8))
+
+    def logp(seqs):
+        t_in, t_out, lengths = caption_batch(seqs, bos=2, eos=3)
+        out = []
+        for b in range(len(seqs)):
+            _, cache = m.forward(x[b : b + 1], t_in[b : b + 1], t_out[b : b + 1],
+                                 lengths[b : b + 1], training=False)  # fmt: skip
+            out.append(-cache["nll"] * lengths[b])
+        return np.array(out)
+
+    g = m.caption(x, 2, 3, method="greedy", max_len=5)
+    b = m.caption(x, 2, 3, method="beam", beam_size=4, alpha=0.0, max_len=5)
+    finished = [len(s) < 5 for s in g]
+    assert all((logp(b) >= logp(g) - 1e-9)[finished])
+
+
+def test_bleu_n_matches_sacrebleu():
+    hyps = ["a large 3 to the left of a small 7", "two digits : a small 1 and a large 2",
+            "a small 9 at the top"]  # fmt: skip
+    refs = [["a large 3 to the left of a small 7", "a small 7 to the right of a large 3"],
+            ["two digits : a small 1 and a small 2", "a small 1 above a small 2",
+             "a small 2 below a small 1"],
+            ["a small 9 at the top left", "one small 9 at the top left"]]  # fmt: skip
+    ours = bleu_n(hyps, refs)
+    streams = [[r[j] if j < len(r) else r[0] for r in refs] for j in range(3)]
+    for n in range(1, 5):
+        ref = sacrebleu.metrics.BLEU(max_ngram_order=n, smooth_method="none", tokenize="none")
+        assert abs(ours[f"bleu{n}"] - ref.corpus_score(hyps, streams).score) < 1e-9, n
+
+
+def test_config_and_input_errors():
+    with pytest.raises(ValueError, match="attention"):
+        CaptionConfig(vocab=5, attention="hard")
+    with pytest.raises(ValueError, match="too small"):
+        CaptionConfig(vocab=5, image_size=4, channels=[2, 2, 2])
+    m = _model("none")
+    t_in, t_out, lengths = caption_batch([[4]], bos=2, eos=3)
+    with pytest.raises(ValueError, match=r"images: expected shape \(B, 1, 8, 8\)"):
+        m.forward(np.zeros((1, 3, 8, 8)), t_in, t_out, lengths)
