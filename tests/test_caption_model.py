@@ -112,3 +112,25 @@ def test_config_and_input_errors():
     t_in, t_out, lengths = caption_batch([[4]], bos=2, eos=3)
     with pytest.raises(ValueError, match=r"images: expected shape \(B, 1, 8, 8\)"):
         m.forward(np.zeros((1, 3, 8, 8)), t_in, t_out, lengths)
+
+
+def test_cider_d_matches_pycocoevalcap():
+    """CIDEr-D (the COCO evaluation's 'CIDEr'): every image's score and the mean, on captions
+    that share n-grams unevenly, repeat words, differ in length, and an empty hypothesis."""
+    from pycocoevalcap.cider.cider import Cider
+
+    from rnnkit.text.cider import cider_d
+
+    refs = [["a large 3 to the left of a small 7", "a small 7 to the right of a large 3"],
+            ["two digits : a small 1 and a small 2", "a small 1 above a small 2",
+             "a small 2 below a small 1"],
+            ["a small 9 at the top left", "one small 9 at the top left",
+             "there is a small 9 at the top left"],
+            ["three digits : a large 0 , a small 4 and a small 8"]]  # fmt: skip
+    hyps = ["a large 3 to the left of a small 7", "a small 1 a small 1 a small 1 above",
+            "a small 9", ""]  # fmt: skip
+    mean, per = cider_d(hyps, refs)
+    ref_mean, ref_per = Cider().compute_score(dict(enumerate(refs)),
+                                              {i: [h] for i, h in enumerate(hyps)})  # fmt: skip
+    assert max(abs(a - b) for a, b in zip(per, ref_per, strict=True)) < 1e-12
+    assert abs(mean - ref_mean) < 1e-12

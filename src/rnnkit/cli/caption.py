@@ -102,7 +102,7 @@ def train_cmd(out: str, resume: bool, max_steps: int | None, progress: bool,
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 def eval_cmd(run: str, split: str, data: str | None, beam_size: int, alpha: float,
              rescore: bool, as_json: bool) -> None:  # fmt: skip
-    """BLEU-1..4 (greedy and beam, all references) and, for attending models on scenes,
+    """BLEU-1..4 and CIDEr-D (greedy and beam, all references) and, for attending models on scenes,
     the attention mass inside the named digit's box; kept with the commit and this command
     in RUN/eval-SPLIT.json. The test split is scored once (again only with --rescore)."""
     cr = load_captioner(run)
@@ -121,6 +121,7 @@ def eval_cmd(run: str, split: str, data: str | None, beam_size: int, alpha: floa
         f = figs[method]
         name = method if method == "greedy" else f"beam {beam_size}"
         line = f"{split} {name}: " + " ".join(f"BLEU-{n} {f[f'bleu{n}']:.2f}" for n in range(1, 5))
+        line += f" CIDEr-D {f['cider_d']:.3f}"
         if "grounding" in f:
             line += "; attention inside the named digit: " + ", ".join(
                 f"{k} {v['share']:.3f} (chance {v['chance']:.3f}, {v['words']} words)"

@@ -8,7 +8,8 @@
   of its reference captions drawn at random; after each epoch the validation loss and the
   greedy BLEU-4 of the validation images (all their references), which selects ``OUT/best``.
   Training never reads the test split.
-- :func:`evaluate_split`: BLEU-1..4 of greedy and beam captions against all references, and
+- :func:`evaluate_split`: BLEU-1..4 and CIDEr-D (:mod:`rnnkit.text.cider`) of greedy and beam
+  captions against all references, and
   for attending models the grounding figure: the share of the attention mass that falls
   inside the box of the digit being named, per word type. ``rnnkit caption eval --split
   test`` records it once, with the commit (``RUN/eval-test.json``).
@@ -34,6 +35,7 @@ from rnnkit.io import RnnkitError, atomic_write
 from rnnkit.models.caption import CaptionConfig, Captioner, caption_batch
 from rnnkit.text.bleu import corpus_bleu
 from rnnkit.text.captions import CaptionSet, from_caption_file, load_split, save_split
+from rnnkit.text.cider import cider_d
 from rnnkit.text.scenes import digit_scenes
 from rnnkit.text.vocab import PAD, UNK, Vocab, build_word_vocab
 from rnnkit.train.callbacks import Callback
@@ -250,7 +252,7 @@ def grounding(run: CaptionRun, data: CaptionSet, captions: Sequence[Sequence[int
 
 def evaluate_split(run: CaptionRun, data: CaptionSet, beam_size: int = 3, alpha: float = 1.0,
                    limit: int | None = None) -> dict[str, Any]:  # fmt: skip
-    """BLEU-1..4 greedy and beam, the validation loss and (attention, scenes) grounding."""
+    """BLEU-1..4 and CIDEr-D, greedy and beam, the loss and (attention, scenes) grounding."""
     n = len(data) if limit is None else min(limit, len(data))
     images, refs = data.images[:n], data.captions[:n]
     figs: dict[str, Any] = {"images": n, "loss": mean_nll(run, data, n)}
@@ -258,6 +260,7 @@ def evaluate_split(run: CaptionRun, data: CaptionSet, beam_size: int = 3, alpha:
         caps = run.caption(images, method, beam_size, alpha)
         hyps = [" ".join(run.words(c)) for c in caps]
         figs[method] = bleu_n(hyps, refs)
+        figs[method]["cider_d"] = cider_d(hyps, refs)[0]
         figs[method]["examples"] = hyps[:5]
         if run.model.attention is not None and data.objects and data.objects[0]:
             sub = CaptionSet(images, refs, data.names[:n], data.objects[:n])
