@@ -13,29 +13,62 @@ from rnnkit.models.caption import CaptionConfig, Captioner, caption_batch
 from rnnkit.recipes.caption import bleu_n
 
 
-def _model(attention, penalty=0.7, dropout=0.0, seed=0):
+def _model(attention, penalty=0.7, dropout=0.0, seed=0, batch_norm=False):
     cfg = CaptionConfig(vocab=7, image_size=8, channels=[2, 3], embed=4, hidden=5,
                         attention=attention, attn_size=3, penalty=penalty, dropout=dropout,
-                        dtype="float64")  # fmt: skip
+                        batch_norm=batch_norm, dtype="float64")  # fmt: skip
     m = Captioner(cfg, seed=seed)
     r = np.random.default_rng(seed + 1)
-    for p in m.params.values():  # larger than the init: sharper attention, livelier gates
-        p[...] = 0.5 * r.standard_normal(p.shape)
+    for n in m.grads:  # larger than the init: sharper attention, livelier gates
+        m.params[n][...] = 0.5 * r.standard_normal(m.params[n].shape)
     return m
 
 
-@pytest.mark.parametrize("attention", ["none", "soft"])
-def test_captioner_gradcheck(attention):
-    m = _model(attention)
+@pytest.mark.parametrize("attention,batch_norm", [("none", False), ("soft", False),
+                                                  ("soft", True)])  # fmt: skip
+def test_captioner_gradcheck(attention, batch_norm):
+    m = _model(attention, batch_norm=batch_norm)
     x = np.random.default_rng(0).standard_normal((2, 1, 8, 8))
     t_in, t_out, lengths = caption_batch([[4, 5, 6], [6]], bos=2, eos=3)  # ragged: padding
     loss, cache = m.forward(x, t_in, t_out, lengths)
     m.zero_grad()
     m.backward(cache)
     analytic = {n: g.copy() for n, g in m.grads.items()}
-    assert set(analytic) == set(m.params)
-    errs = gradcheck(lambda: m.forward(x, t_in, t_out, lengths)[0], dict(m.params), analytic)
+    buffers = {"encoder.1.running_mean", "encoder.1.running_var", "encoder.5.running_mean",
+               "encoder.5.running_var"} if batch_norm else set()  # fmt: skip
+    assert set(analytic) == set(m.params) - buffers
+    trainable = {n: m.params[n] for n in analytic}
+    errs = gradcheck(lambda: m.forward(x, t_in, t_out, lengths)[0], trainable, analytic)
     assert max(errs.values()) < 1e-6
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_encoder_is_torch_sequential(batch_norm):
+    """The encoder's weights load into torch.nn.Sequential under the same names, and give the
+    same annotations (training pass and evaluation pass, running statistics included)."""
+    import torch
+
+    m = _model("soft", batch_norm=batch_norm, seed=7)
+    layers = []
+    for c_in, c_out in ((1, 2), (2, 3)):
+        layers.append(torch.nn.Conv2d(c_in, c_out, 3, padding=1, bias=not batch_norm))
+        layers += [torch.nn.BatchNorm2d(c_out)] if batch_norm else []
+        layers += [torch.nn.ReLU(), torch.nn.MaxPool2d(2)]
+    ref = torch.nn.Sequential(*layers).double()
+    state = {n[len("encoder.") :]: torch.tensor(v) for n, v in m.params.items()
+             if n.startswith("encoder.")}  # fmt: skip
+    if batch_norm:
+        for k in (1, 5):
+            state[f"{k}.num_batches_tracked"] = torch.tensor(0)
+    ref.load_state_dict(state)
+    x = np.random.default_rng(8).standard_normal((3, 1, 8, 8))
+    for training in (True, False):
+        ref.train(training)
+        ann, _ = m.encode(x, training)
+        want = ref(torch.tensor(x)).detach().numpy()  # (B, D, g, g)
+        assert np.abs(ann - want.reshape(3, 3, -1).transpose(0, 2, 1)).max() < 1e-12
+    if batch_norm:
+        assert np.abs(m.params["encoder.5.running_var"] - ref[5].running_var.numpy()).max() < 1e-12
 
 
 def test_penalty_is_xu_et_al_eq_14():

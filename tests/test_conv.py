@@ -149,3 +149,61 @@ def test_bad_shapes_are_one_clear_error():
     # the backward of a conv with no bias gives no bias gradient
     _, cache = conv2d_forward(np.ones((1, 1, 3, 3)), np.ones((1, 1, 3, 3)))
     assert conv2d_backward(np.ones((1, 1, 1, 1)), cache)[2] is None
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm2d_gradcheck(training):
+    from rnnkit.engine.conv import BatchNorm2d
+
+    r = np.random.default_rng(8)
+    bn = BatchNorm2d(C, dtype=np.float64)
+    bn.params["weight"][:] = r.standard_normal(C)
+    bn.params["bias"][:] = r.standard_normal(C)
+    bn.buffers["running_mean"][:] = r.standard_normal(C)
+    bn.buffers["running_var"][:] = r.random(C) + 0.5
+    x = r.standard_normal((B, C, H, W))
+    wy = r.standard_normal(x.shape)
+    saved = {k: v.copy() for k, v in bn.buffers.items()}
+
+    def loss():
+        for k, v in saved.items():  # the running statistics as they were (training moves them)
+            bn.buffers[k][:] = v
+        return float((bn.forward(x, training)[0] * wy).sum())
+
+    loss()
+    _, cache = bn.forward(x, training)
+    bn.zero_grad()
+    dx = bn.backward(wy, cache)
+    gradcheck(loss, {"x": x, **bn.params}, {"x": dx, **{n: g.copy() for n, g in bn.grads.items()}})
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batchnorm2d_matches_torch(dtype):
+    """Two training steps then one evaluation step: outputs, gradients and running statistics
+    (PyTorch's names: weight, bias, running_mean, running_var)."""
+    from rnnkit.engine.conv import BatchNorm2d
+
+    r = np.random.default_rng(9)
+    bn = BatchNorm2d(C, momentum=0.2, dtype=dtype)
+    ref = torch.nn.BatchNorm2d(C, momentum=0.2).to(getattr(torch, dtype.__name__))
+    bn.params["weight"][:] = r.standard_normal(C)
+    with torch.no_grad():
+        ref.weight.copy_(torch.from_numpy(bn.params["weight"]))
+    tol = TOL[dtype]
+    for training in (True, True, False):
+        ref.train(training)
+        x = (2 * r.standard_normal((B, C, H, W)) + 1).astype(dtype)
+        wy = r.standard_normal(x.shape).astype(dtype)
+        y, cache = bn.forward(x, training)
+        bn.zero_grad()
+        dx = bn.backward(wy, cache)
+        tx = torch.tensor(x, requires_grad=True)
+        ref.zero_grad()
+        ty = ref(tx)
+        ty.backward(torch.from_numpy(wy))
+        assert y.dtype == dtype and _rel(y, ty.detach().numpy()) < tol
+        assert _rel(dx, tx.grad.numpy()) < tol
+        for name in ("weight", "bias"):
+            assert _rel(bn.grads[name], getattr(ref, name).grad.numpy()) < tol, name
+        for name in ("running_mean", "running_var"):
+            assert _rel(bn.buffers[name], getattr(ref, name).numpy()) < tol, name

@@ -68,6 +68,8 @@ def prepare_cmd(
 @click.option("--attention", type=click.Choice(["none", "soft"]),
               help="none: show and tell; soft: show, attend and tell (default).")  # fmt: skip
 @click.option("--channels", help="Conv blocks' widths, e.g. 16,32,64 (each halves the grid).")
+@click.option("--batch-norm/--no-batch-norm", default=None,
+              help="Batch normalisation after each convolution (off).")  # fmt: skip
 @click.option("--embed", type=POSITIVE, help="Word embedding size.")
 @click.option("--hidden", type=POSITIVE, help="LSTM units.")
 @click.option("--attn-size", type=POSITIVE, help="Hidden size of the attention score.")

@@ -17,7 +17,8 @@ flattened to (O, C*kh*kw). The backward pass is then two products and a scatter:
 where col2im adds each row of ``dcols`` back onto the input positions its field read (a
 position read by several fields, when the kernel is wider than the stride, sums their
 gradients). Max-pooling keeps, for each window, the largest input; its gradient flows to that
-input alone (the first in row-major order on a tie, as PyTorch's CPU kernel picks it).
+input alone (the first in row-major order on a tie, as PyTorch's CPU kernel picks it). Batch
+normalisation (:class:`BatchNorm2d`) normalises each channel by its batch statistics.
 
 Every function follows :mod:`rnnkit.engine.ops`: ``*_forward -> (out, cache)``,
 ``*_backward(dout, cache)``; :class:`Conv2d` holds the parameters under PyTorch's names
@@ -45,7 +46,10 @@ Array = np.ndarray
 Cache = Any
 
 __all__ = [
+    "BatchNorm2d",
     "Conv2d",
+    "batchnorm2d_backward",
+    "batchnorm2d_forward",
     "col2im",
     "conv2d_backward",
     "conv2d_forward",
@@ -196,7 +200,61 @@ def maxpool2d_backward(dy: Array, cache: Cache) -> Array:
     return dxp
 
 
-# --- the module -----------------------------------------------------------------------------------
+# --- batch normalisation ----------------------------------------------------------------------
+
+
+def batchnorm2d_forward(
+    x: Array, weight: Array, bias: Array, running_mean: Array, running_var: Array,
+    training: bool = True, momentum: float = 0.1, eps: float = 1e-5,
+) -> tuple[Array, Cache]:  # fmt: skip
+    """Batch normalisation per channel (Ioffe & Szegedy 2015, Algorithm 1), as
+    ``torch.nn.BatchNorm2d``: x (B, C, H, W) -> y = weight * xhat + bias with
+
+        xhat = (x - mu) / sqrt(var + eps),  mu, var over the B*H*W values of each channel
+
+    (``var`` biased). Training normalises by the batch's own statistics and moves the running
+    ones towards them, in place: running_mean += momentum (mu - running_mean), and the same
+    for running_var with the unbiased variance var * n / (n - 1). Evaluation normalises by
+    the running statistics."""
+    _check_image(x, "batchnorm2d input")
+    if training:
+        n = x.shape[0] * x.shape[2] * x.shape[3]
+        if n < 2:
+            raise ValueError("batchnorm2d: training needs more than one value per channel")
+        mu = x.mean(axis=(0, 2, 3))  # (C,)
+        var = ((x - mu[:, None, None]) ** 2).mean(axis=(0, 2, 3))
+        running_mean += momentum * (mu - running_mean)
+        running_var += momentum * (var * n / (n - 1) - running_var)
+    else:
+        mu, var = running_mean, running_var
+    inv_std = 1.0 / np.sqrt(var + eps)  # (C,)
+    xhat = (x - mu[:, None, None]) * inv_std[:, None, None]
+    y = weight[:, None, None] * xhat + bias[:, None, None]
+    return y.astype(x.dtype, copy=False), (xhat, inv_std, weight, training)
+
+
+def batchnorm2d_backward(dy: Array, cache: Cache) -> tuple[Array, Array, Array]:
+    """Returns (dx, dweight, dbias). In training mu and var depend on x, so (with N = B*H*W
+    values per channel and g = dy * weight)::
+
+        dx = inv_std / N * (N g - sum g - xhat sum(g xhat))
+
+    In evaluation the statistics are constants: dx = g * inv_std."""
+    xhat, inv_std, weight, training = cache
+    axes = (0, 2, 3)
+    dweight = (dy * xhat).sum(axis=axes)
+    dbias = dy.sum(axis=axes)
+    g = dy * weight[:, None, None]
+    if not training:
+        return g * inv_std[:, None, None], dweight, dbias
+    n = dy.shape[0] * dy.shape[2] * dy.shape[3]
+    gsum = g.sum(axis=axes)[:, None, None]
+    gx = (g * xhat).sum(axis=axes)[:, None, None]
+    dx = (inv_std[:, None, None] / n) * (n * g - gsum - xhat * gx)
+    return dx, dweight, dbias
+
+
+# --- the modules ---------------------------------------------------------------------------------
 
 
 class Conv2d(Module):
@@ -244,4 +302,43 @@ class Conv2d(Module):
         self.grads["weight"] += dW
         if db is not None:
             self.grads["bias"] += db
+        return dx
+
+
+class BatchNorm2d(Module):
+    r"""Batch normalisation over the channels of an image batch, as ``torch.nn.BatchNorm2d``.
+
+    Args:
+        num_features: C. eps, momentum: as PyTorch's. dtype: float32 or float64.
+
+    Parameters: ``weight`` (C,) = 1 and ``bias`` (C,) = 0 at the start; the running
+    statistics ``running_mean`` (0) and ``running_var`` (1) are buffers (``self.buffers``),
+    updated by each training pass, not by gradients.
+
+    Example:
+        >>> bn = BatchNorm2d(2, dtype=np.float64)
+        >>> x = np.arange(16.0).reshape(2, 2, 2, 2)
+        >>> y, cache = bn.forward(x)
+        >>> y.mean(axis=(0, 2, 3)).round(12).tolist(), bn.buffers["running_mean"].tolist()
+        ([0.0, 0.0], [0.55, 0.95])
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 dtype: Any = np.float32) -> None:  # fmt: skip
+        self.eps, self.momentum = float(eps), float(momentum)
+        self.params: dict[str, Array] = {"weight": np.ones(num_features, dtype),
+                                         "bias": np.zeros(num_features, dtype)}  # fmt: skip
+        self.grads: dict[str, Array] = {n: np.zeros_like(p) for n, p in self.params.items()}
+        self.buffers: dict[str, Array] = {"running_mean": np.zeros(num_features, dtype),
+                                          "running_var": np.ones(num_features, dtype)}  # fmt: skip
+
+    def forward(self, x: Array, training: bool = True) -> tuple[Array, Cache]:
+        return batchnorm2d_forward(x, self.params["weight"], self.params["bias"],
+                                   self.buffers["running_mean"], self.buffers["running_var"],
+                                   training, self.momentum, self.eps)  # fmt: skip
+
+    def backward(self, dy: Array, cache: Cache) -> Array:
+        dx, dw, db = batchnorm2d_backward(dy, cache)
+        self.grads["weight"] += dw
+        self.grads["bias"] += db
         return dx

@@ -5,10 +5,11 @@ P(y | I) = prod_t P(y_t | y_<t, I). Both captioners share the encoder and the de
 start:
 
 - **Encoder** (:mod:`rnnkit.engine.conv`): ``len(channels)`` blocks of conv 3x3 (padding 1)
-  -> ReLU -> max-pool 2, laid out as ``torch.nn.Sequential`` names them (``encoder.0.weight``,
-  ``encoder.3.weight``, ...). The last feature map (B, D, g, g) is the grid of S = g^2
-  annotation vectors a_1 .. a_S (B, S, D), each seeing one patch of the image (Xu et al. 2015,
-  sec. 3.1.1).
+  -> [batch norm ->] ReLU -> max-pool 2, laid out as ``torch.nn.Sequential`` names them
+  (``encoder.0.weight``, ``encoder.3.weight``, ...; with batch norm ``encoder.1.weight``,
+  ``encoder.1.running_mean``, ``encoder.4.weight``...). The last feature map (B, D, g, g) is
+  the grid of S = g^2 annotation vectors a_1 .. a_S (B, S, D), each seeing one patch of the
+  image (Xu et al. 2015, sec. 3.1.1).
 - **Start**: h_0 = tanh(W_h abar + b_h), c_0 = tanh(W_c abar + b_c), abar = (1/S) sum_i a_i,
   the pooled image feature (Xu et al. 2015, sec. 3.1.2; the same role as Vinyals et al.
   2015's image fed to the LSTM before the first word).
@@ -58,7 +59,7 @@ import numpy as np
 
 from rnnkit.engine import ops
 from rnnkit.engine.attention import Attention
-from rnnkit.engine.conv import Conv2d, maxpool2d_backward, maxpool2d_forward
+from rnnkit.engine.conv import BatchNorm2d, Conv2d, maxpool2d_backward, maxpool2d_forward
 from rnnkit.engine.layers import LSTM
 from rnnkit.engine.module import ModelConfig, Module
 from rnnkit.models.beam import beam_search_batch, select_state
@@ -78,6 +79,7 @@ class CaptionConfig(ModelConfig):
     in_channels: int = 1  # C of the images: 1 grey, 3 RGB
     image_size: int = 40  # images are image_size x image_size
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])  # conv blocks' outputs
+    batch_norm: bool = False  # batch normalisation after each convolution
     embed: int = 64  # E
     hidden: int = 128  # H, the LSTM's units
     attention: str = "soft"  # none (show and tell) | soft (show, attend and tell)
@@ -143,9 +145,13 @@ class Captioner(Module):
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         self.dtype = dtype = np.dtype(c.dtype)
         self.convs: list[Conv2d] = []
+        self.norms: list[BatchNorm2d] = []
         ch = c.in_channels
-        for out_ch in c.channels:
-            self.convs.append(Conv2d(ch, out_ch, 3, padding=1, dtype=dtype, seed=self.rng))
+        for out_ch in c.channels:  # with batch norm the conv's bias is redundant (PyTorch's way)
+            self.convs.append(Conv2d(ch, out_ch, 3, padding=1, bias=not c.batch_norm,
+                                     dtype=dtype, seed=self.rng))  # fmt: skip
+            if c.batch_norm:
+                self.norms.append(BatchNorm2d(out_ch, dtype=dtype))
             ch = out_ch
         D, H = ch, c.hidden
         g = c.image_size >> len(c.channels)
@@ -165,13 +171,20 @@ class Captioner(Module):
         }  # fmt: skip
         self.params: dict[str, Array] = {n: v.astype(dtype) for n, v in p.items()}
         self.grads: dict[str, Array] = {n: np.zeros_like(v) for n, v in self.params.items()}
-        subs: list[tuple[str, Module | None]] = [(f"encoder.{3 * i}.", m)
+        # torch.nn.Sequential's indices: conv, [batch norm,] ReLU, max-pool per block
+        step = 4 if c.batch_norm else 3
+        subs: list[tuple[str, Module | None]] = [(f"encoder.{step * i}.", m)
                                                  for i, m in enumerate(self.convs)]  # fmt: skip
+        subs += [(f"encoder.{step * i + 1}.", m) for i, m in enumerate(self.norms)]
         subs += [("decoder.", self.decoder), ("attention.", self.attention)]
         for prefix, mod in subs:  # shared arrays, not copies
             if mod is not None:
                 self.params.update({prefix + n: v for n, v in mod.params.items()})
                 self.grads.update({prefix + n: v for n, v in mod.grads.items()})
+        for i, bn in enumerate(self.norms):
+            # running statistics: saved with the weights, but without a gradient buffer, so
+            # the optimizers, penalties and clipping leave them alone
+            self.params.update({f"encoder.{step * i + 1}.{n}": v for n, v in bn.buffers.items()})
 
     # --- encoder ---------------------------------------------------------------------------------
 
@@ -185,23 +198,31 @@ class Captioner(Module):
         x = images.astype(self.dtype)
         return x / 255.0 if images.dtype == np.uint8 else x
 
-    def encode(self, images: Array) -> tuple[Array, Any]:
-        """images (B, C, H, W) -> annotations (B, S, D) and the cache for the backward pass."""
+    def encode(self, images: Array, training: bool = False) -> tuple[Array, Any]:
+        """images (B, C, H, W) -> annotations (B, S, D) and the cache for the backward pass
+        (``training``: batch norm uses, and updates, the batch's statistics)."""
         x = self._pixels(images)
         caches = []
-        for conv in self.convs:
+        for k, conv in enumerate(self.convs):
             x, kc = conv.forward(x)
+            kn = None
+            if self.norms:
+                x, kn = self.norms[k].forward(x, training)
             x, kr = ops.relu_forward(x)
             x, kp = maxpool2d_forward(x, 2)
-            caches.append((kc, kr, kp))
+            caches.append((kc, kn, kr, kp))
         B, D = x.shape[:2]
         return np.ascontiguousarray(x.reshape(B, D, -1).transpose(0, 2, 1)), (caches, x.shape)
 
     def encode_backward(self, dann: Array, cache: Any) -> None:
         caches, shape = cache
         d = dann.transpose(0, 2, 1).reshape(shape)  # (B, S, D) -> (B, D, g, g)
-        for conv, (kc, kr, kp) in zip(reversed(self.convs), reversed(caches), strict=True):
-            d = conv.backward(ops.relu_backward(maxpool2d_backward(d, kp), kr), kc)
+        for k in reversed(range(len(self.convs))):
+            kc, kn, kr, kp = caches[k]
+            d = ops.relu_backward(maxpool2d_backward(d, kp), kr)
+            if kn is not None:
+                d = self.norms[k].backward(d, kn)
+            d = self.convs[k].backward(d, kc)
 
     def _start(self, ann: Array) -> tuple[tuple[Array, Array], Any]:
         """h_0 = tanh(W_h abar + b_h), c_0 = tanh(W_c abar + b_c); states (1, B, H)."""
@@ -241,7 +262,7 @@ class Captioner(Module):
                              f"{lengths.shape}")  # fmt: skip
         if lengths.min() < 1 or lengths.max() > T:
             raise ValueError(f"lengths: must lie in [1, {T}], got {lengths.tolist()}")
-        ann, enc_cache = self.encode(images)  # (B, S, D)
+        ann, enc_cache = self.encode(images, training)  # (B, S, D)
         state, start_cache = self._start(ann)
         emb, emb_cache = ops.embedding_forward(tgt_in, self.params["embedding.weight"])
         emb = emb.astype(self.dtype, copy=False)  # (B, T, E)

@@ -105,6 +105,7 @@ class CaptionTrainConfig(LoopConfig):
 
     attention: str = "soft"  # none (show and tell) | soft (show, attend and tell)
     channels: str = "16,32,64"  # conv blocks (conv 3x3 -> ReLU -> max-pool 2) and their widths
+    batch_norm: bool = False  # batch normalisation after each convolution
     embed: int = 64
     hidden: int = 128
     attn_size: int = 64
@@ -136,7 +137,8 @@ class CaptionTrainConfig(LoopConfig):
         try:
             return CaptionConfig(
                 vocab=vocab, in_channels=int(images.shape[1]), image_size=int(images.shape[2]),
-                channels=self.widths(), embed=self.embed, hidden=self.hidden,
+                channels=self.widths(), batch_norm=self.batch_norm, embed=self.embed,
+                hidden=self.hidden,
                 attention=self.attention, attn_size=self.attn_size, penalty=self.penalty,
                 dropout=self.dropout, dtype=self.dtype,
             )  # fmt: skip
