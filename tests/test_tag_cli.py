@@ -61,13 +61,14 @@ def losses(out):
 def test_ner_train_eval_predict(conll, tmp_path, capsys, monkeypatch):
     out = tmp_path / "ner"
     valid = str(conll / "eng.testa")
-    rc = main(["tag", "train", str(conll / "eng.train"), "--valid", valid, "--test", valid,
+    rc = main(["tag", "train", str(conll / "eng.train"), "--valid", valid,
                "--epochs", "2", "--out", str(out), "--lower", "--zero-digits", *SMALL])  # fmt: skip
     assert rc == 0
     text = capsys.readouterr().out
     assert "char BiLSTM" in text and "span P/R/F1" in text
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["test"]) >= {"accuracy", "precision", "recall", "f1", "per_type"}
+    assert set(summary["valid"]) >= {"accuracy", "precision", "recall", "f1", "per_type"}
+    assert "test" not in summary  # training scores validation only
 
     # predictions in conlleval layout (gold column then predicted column), scored by seqeval
     assert main(["tag", "predict", str(out), valid]) == 0
@@ -88,7 +89,11 @@ def test_ner_train_eval_predict(conll, tmp_path, capsys, monkeypatch):
     assert main(["tag", "eval", str(out), valid, "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert len(gold) == res["sentences"] > 30 and abs(res["f1"] - f1_score(gold, pred)) < 1e-12
-    assert res == summary["test"]
+    assert {k: res[k] for k in ("accuracy", "f1")} == {
+        k: summary["valid"][k] for k in ("accuracy", "f1")
+    }
+    recs = [json.loads(x) for x in (out / "scores.jsonl").read_text().splitlines()]
+    assert len(recs) == 1 and recs[0]["figures"] == res and recs[0]["data"] == valid
 
     monkeypatch.setattr(sys, "stdin", io.StringIO("Peter lives in Berlin .\n\nEU\n"))
     assert main(["tag", "predict", str(out)]) == 0

@@ -15,6 +15,8 @@ from rnnkit.cli.options import (
     config_option,
     loop_options,
     read_inputs,
+    record_eval,
+    removed_test_option,
     run_options,
     run_train,
 )
@@ -46,7 +48,7 @@ def group() -> None:
 @click.option("--valid-seed", type=int,
               help="Seed of the held-out split (default: --seed); fix it to train an "
                    "ensemble on one split.")  # fmt: skip
-@click.option("--test", type=click.Path(dir_okay=False), help="Test TSV, scored at the end.")
+@removed_test_option("classify eval RUN FILE")
 @click.option("--pretrained", type=click.Path(dir_okay=False),
               help="word2vec text file initialising the embedding (sets --embed).")  # fmt: skip
 @click.option("--pretrained-extend/--no-pretrained-extend", default=None,
@@ -150,6 +152,7 @@ def eval_cmd(checkpoint: str, data: str, encoding: str, as_json: bool,
     """
     clfs = [load_classifier(c) for c in (checkpoint, *ensemble)]
     res = evaluate_classifier(clfs, read_labelled_tsv(data, clfs[0].cfg.lower, encoding))
+    record_eval(checkpoint, data, res, ensemble)
     if as_json:
         click.echo(json.dumps(res))
         return

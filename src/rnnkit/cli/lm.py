@@ -7,8 +7,17 @@ from typing import Any
 
 import click
 
-from rnnkit.cli.options import POSITIVE, config_option, run_train
-from rnnkit.recipes.lm import PRESETS, LMData, evaluate_file, load_lm, run_lm, sample_text
+from rnnkit.cli.options import POSITIVE, config_option, record_eval, removed_test_option, run_train
+from rnnkit.recipes.lm import (
+    PRESETS,
+    LMData,
+    evaluate_file,
+    evaluate_text,
+    held_out_test,
+    load_lm,
+    run_lm,
+    sample_text,
+)
 
 
 @click.group(name="lm")
@@ -19,7 +28,7 @@ def group() -> None:
 @group.command("train")
 @click.argument("text", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("--valid", type=click.Path(dir_okay=False), help="Validation text.")
-@click.option("--test", type=click.Path(dir_okay=False), help="Test text (evaluated at the end).")
+@removed_test_option("lm eval RUN TEXT")
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of the texts.")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), help="A published setup.")
 @click.option("--level", type=click.Choice(["char", "word"]))
@@ -68,8 +77,10 @@ def train_cmd(
 ) -> None:  # fmt: skip
     """Train a language model on TEXT (default: the bundled Tiny Shakespeare).
 
-    Without --valid, the last 5% of the text is held out for validation (and 5% more for
-    testing, without --test). Options override the preset; the preset overrides defaults.
+    Training reports validation figures only. Without --valid, the end of the text is held
+    out: 5% for validation and the last 5% for testing, which `rnnkit lm eval RUN` scores
+    (once, after training: the score is recorded). OUT/best keeps the weights of the best
+    validation epoch. Options override the preset; the preset overrides defaults.
     OUT/config.toml gets the resolved settings: --config OUT/config.toml trains the run again.
     """
     if options.get("clip_norm") is not None and options.get("clip_value") is not None:
@@ -97,21 +108,36 @@ def sample_cmd(
 
 @group.command("eval")
 @click.argument("checkpoint", type=click.Path())
-@click.argument("text", type=click.Path(dir_okay=False))
+@click.argument("text", required=False, type=click.Path(dir_okay=False))
 @click.option("--encoding", default="utf-8", show_default=True)
 @click.option(
     "--batch-size", type=POSITIVE, default=1, show_default=True,
     help="1 scores every token; larger runs faster and drops a few tokens at the end.",
 )  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def eval_cmd(checkpoint: str, text: str, encoding: str, batch_size: int, as_json: bool) -> None:
-    """Perplexity (and bits per character) of a trained model on TEXT."""
-    model, vocab, cfg, _ = load_lm(checkpoint)
-    res = evaluate_file(model, vocab, text, cfg.bptt, batch_size, encoding)
+def eval_cmd(checkpoint: str, text: str | None, encoding: str, batch_size: int,
+             as_json: bool) -> None:  # fmt: skip
+    """Perplexity (and bits per character) of a trained model on TEXT.
+
+    CHECKPOINT is a run's --out folder (its best validation epoch) or a checkpoint folder.
+    Without TEXT: the test part the run held out of its training text (the last 5%, when
+    it was trained without --valid). The figures are appended to RUN/scores.jsonl with the
+    commit and command, so that how often a test text was scored is on record.
+    """
+    model, vocab, cfg, info = load_lm(checkpoint)
+    if text is None:
+        content, where = held_out_test(info["checkpoint"].config.get("data") or {})
+        res = evaluate_text(model, vocab, content, cfg.bptt, batch_size, where)
+        data: str = where
+        record = dict(content=content.encode("utf-8"), what="held-out test part")
+    else:
+        res = evaluate_file(model, vocab, text, cfg.bptt, batch_size, encoding)
+        data, record = text, {}
+    record_eval(checkpoint, data, res, **record)  # type: ignore[arg-type]
     if as_json:
         click.echo(json.dumps(res))
         return
-    line = f"{text}: {res['tokens']} tokens, loss {res['loss']:.4f} nats, "
+    line = f"{data}: {res['tokens']} tokens, loss {res['loss']:.4f} nats, "
     line += f"perplexity {res['perplexity']:.2f}"
     if "bits_per_char" in res:
         line += f", {res['bits_per_char']:.4f} bits/char"

@@ -19,6 +19,10 @@ from click.core import ParameterSource
 from rnnkit.io import RnnkitError, read_lines
 from rnnkit.train import runconfig
 from rnnkit.train.distributed import get_world
+from rnnkit.train.scores import SCORES, record_score, run_folder
+
+# the command line of this call of rnnkit.cli.main (recorded with test scores)
+INVOCATION: list[str] = []
 
 __all__ = [
     "NOT_SETTINGS",
@@ -208,3 +212,30 @@ def _read_stdin(encoding: str) -> str:
                           "(try --encoding latin-1)") from None  # fmt: skip
     except LookupError:
         raise RnnkitError(f"unknown encoding {encoding!r}") from None
+
+
+def record_eval(
+    run: str, data: Any, figures: dict[str, Any], members: tuple[str, ...] = (),
+    content: bytes | None = None, what: str | None = None,
+) -> None:  # fmt: skip
+    """Append an ``eval`` command's figures to ``RUN/scores.jsonl`` and say, on stderr, how
+    many times this run has now scored the same data (RESULTS.md counts them)."""
+    n = record_score(run, data, figures, command=["rnnkit", *INVOCATION], members=members,
+                     content=content, what=what)  # fmt: skip
+    times = "once" if n == 1 else f"{n} times"
+    click.echo(f"recorded in {run_folder(run) / SCORES}: this run has scored this data {times}",
+               err=True)  # fmt: skip
+
+
+def removed_test_option(eval_command: str, multiple: bool = False) -> Callable[[Any], Any]:
+    """A hidden ``--test`` that stops with one line: training no longer scores a test set."""
+
+    def refuse(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        if value:
+            raise click.UsageError(
+                "--test: training reports validation only; score the test data once, after "
+                f"training, with `rnnkit {eval_command}` (recorded in RUN/{SCORES})"
+            )
+
+    return click.option("--test", multiple=multiple, hidden=True, expose_value=False,
+                        callback=refuse, type=click.Path(dir_okay=False))  # fmt: skip

@@ -14,6 +14,8 @@ from rnnkit.cli.options import (
     PROB,
     config_option,
     loop_options,
+    record_eval,
+    removed_test_option,
     run_options,
     run_train,
 )
@@ -54,9 +56,9 @@ def group() -> None:
 @group.command("train")
 @click.argument("inputs", nargs=-1, type=click.Path())
 @click.option("--task", help=TASK_HELP)
-@click.option("--test", multiple=True, type=click.Path(dir_okay=False),
-              help="Test file(s), scored at the end (default: a directory's).")  # fmt: skip
-@click.option("--no-test", is_flag=True, help="Do not score a directory's test files.")
+@removed_test_option("qa eval RUN FILES", multiple=True)
+@click.option("--no-test", is_flag=True, hidden=True, expose_value=False,
+              help="Kept for old command lines: training never scores test files now.")  # fmt: skip
 @click.option("--model", type=click.Choice(["attentive", "lstm"]))
 @click.option("--answer", type=click.Choice(["auto", "class", "sequence"]),
               help="Answer head; auto: sequence when some answer has several words.")  # fmt: skip
@@ -118,7 +120,9 @@ def eval_cmd(checkpoint: str, inputs: tuple[str, ...], task: str | None, split: 
         ck = load_checkpoint(run_checkpoint(checkpoint), kind=KIND_QA)
         trained = {task_number(p) for p in (ck.config.get("data") or {}).get("train") or []}
         task = str(trained.pop()) if len(trained) == 1 and 0 not in trained else "all"
-    res = evaluate_qa(reader, read_babi_files(_inputs(inputs, task, split)))
+    files = _inputs(inputs, task, split)
+    res = evaluate_qa(reader, read_babi_files(files))
+    record_eval(checkpoint, files, res)
     if as_json:
         click.echo(json.dumps(res))
         return

@@ -13,6 +13,8 @@ from rnnkit.cli.options import (
     config_option,
     loop_options,
     read_inputs,
+    record_eval,
+    removed_test_option,
     run_options,
     run_train,
 )
@@ -40,7 +42,7 @@ def group() -> None:
 @group.command("train")
 @click.argument("train", required=False, type=click.Path(dir_okay=False))
 @click.option("--valid", type=click.Path(dir_okay=False), help="Validation file (per epoch).")
-@click.option("--test", type=click.Path(dir_okay=False), help="Test file, scored at the end.")
+@removed_test_option("tag eval RUN FILE")
 @click.option(
     "--format",
     type=click.Choice(FORMATS),
@@ -171,6 +173,7 @@ def eval_cmd(checkpoint: str, data: str, fmt: str, tag_column: str | None, encod
     """
     tg = load_tagger(checkpoint)
     res = evaluate_tagger(tg, _read(data, fmt, tag_column, encoding))
+    record_eval(checkpoint, data, res)
     if as_json:
         click.echo(json.dumps(res))
         return

@@ -20,7 +20,8 @@ Output folder layout::
     OUT/metrics.jsonl  one JSON object per logged step and per epoch (rnnkit.train.logs),
     OUT/metrics.csv    the same as columns, and TensorBoard event files (tensorboardX)
     OUT/loss.png       training and validation loss
-    OUT/summary.json   final figures (validation/test loss, perplexity, bits per char)
+    OUT/summary.json   final figures (validation loss, perplexity, bits per character of
+                       the best validation epoch, kept in OUT/best)
 
 :func:`run_lm` is the command as a function (flat settings, as ``--config`` files hold them).
 """
@@ -199,37 +200,33 @@ class LMData:
     :func:`run_lm`), written to ``OUT/config.toml`` beside :class:`LMTrainConfig`'s."""
 
     text: list[str] = field(default_factory=list)  # training texts; none: Tiny Shakespeare
-    valid: str | None = None  # none: the last 5% of the training text
-    test: str | None = None  # none (and no valid): the 5% before the validation part
+    valid: str | None = None  # none: hold out 5% for validation and 5% for `lm eval RUN`
     encoding: str = "utf-8"
 
 
 def read_corpus(
-    texts: Sequence[str], valid: str | None, test: str | None, encoding: str = "utf-8"
+    texts: Sequence[str], valid: str | None, encoding: str = "utf-8"
 ) -> tuple[Corpus, dict[str, Any]]:
     """The texts of :class:`LMData`'s settings, and a description of them for the checkpoint.
 
-    Without ``valid``, the last 5% of the training text is held out for validation (and 5%
-    more for testing, without ``test``).
+    Without ``valid``, the end of the training text is held out: 5% for validation, then
+    the last 5% for testing, which training never reads (``rnnkit lm eval RUN`` scores it).
     """
-    desc = {"train": list(texts) or "bundled", "valid": valid, "test": test, "encoding": encoding}
+    desc = {"train": list(texts) or "bundled", "valid": valid, "encoding": encoding}
     if texts:
         train = "".join(read_text(t, encoding) for t in texts)
     else:
         train = bundled_corpus()
-    v = read_text(valid, encoding) if valid else None
-    t = read_text(test, encoding) if test else None
-    if v is None:
-        split = Corpus.split(train, 0.05, 0.05 if t is None else 0.0)
-        return Corpus(split.train, split.valid, t if t is not None else split.test), desc
-    return Corpus(train, v, t), desc
+    if valid is None:
+        return Corpus.split(train, 0.05, 0.05), desc
+    return Corpus(train, read_text(valid, encoding)), desc
 
 
 def _inputs_of(desc: Mapping[str, Any]) -> dict[str, Any]:
     """The :class:`LMData` settings of a checkpoint's data description."""
     train = desc.get("train")
     return {"text": [] if train == "bundled" else list(train or ()), "valid": desc.get("valid"),
-            "test": desc.get("test"), "encoding": desc.get("encoding", "utf-8")}  # fmt: skip
+            "encoding": desc.get("encoding", "utf-8")}  # fmt: skip
 
 
 def bundled_corpus() -> str:
@@ -610,15 +607,14 @@ def run_lm(
     if resume:
         check_resume(given, ("preset",) if preset else ())
         if inputs["text"]:
-            corpus, desc = read_corpus(inputs["text"], inputs["valid"], inputs["test"],
-                                       inputs["encoding"])  # fmt: skip
+            corpus, desc = read_corpus(inputs["text"], inputs["valid"], inputs["encoding"])
         else:
             desc = get_world().on_root(
                 lambda: _inputs_of(
                     load_checkpoint(Path(out) / "checkpoint", kind=KIND).config.get("data") or {}
                 )
             )
-            corpus, desc = read_corpus(desc["text"], desc["valid"], desc["test"], desc["encoding"])
+            corpus, desc = read_corpus(desc["text"], desc["valid"], desc["encoding"])
         return train_lm(None, corpus, out, resume=True, epochs=given.get("epochs"), data=desc,
                         inputs=_inputs_of(desc), **common)  # fmt: skip
     if preset is not None and preset not in PRESETS:
@@ -632,7 +628,7 @@ def run_lm(
         resolved["clip_norm"] = None
     resolved.update(given)
     cfg = LMTrainConfig(**resolved)
-    corpus, desc = read_corpus(inputs["text"], inputs["valid"], inputs["test"], inputs["encoding"])
+    corpus, desc = read_corpus(inputs["text"], inputs["valid"], inputs["encoding"])
     return train_lm(cfg, corpus, out, data=desc, inputs=inputs, **common)
 
 
@@ -672,7 +668,28 @@ def evaluate_file(
     encoding: str = "utf-8",
 ) -> dict[str, float]:  # fmt: skip
     """``rnnkit lm eval``: the figures of :func:`figures` on a text file, and its token count."""
-    ids = vocab.encode(read_text(path, encoding), where=str(path))
+    return evaluate_text(model, vocab, read_text(path, encoding), bptt, batch_size, str(path))
+
+
+def evaluate_text(
+    model: LanguageModel, vocab: Vocab, text: str, bptt: int, batch_size: int = 1,
+    where: str = "text",
+) -> dict[str, float]:  # fmt: skip
+    """The figures of :func:`figures` on a text, and its token count."""
+    ids = vocab.encode(text, where=where)
     res: dict[str, float] = figures(evaluate(model, ids, bptt, batch_size), vocab.level)
     res["tokens"] = int(len(ids))
     return res
+
+
+def held_out_test(data: Mapping[str, Any]) -> tuple[str, str]:
+    """The test part a run held out of its training text (``data``: the checkpoint's data
+    description), read again, and where it came from; one error line when the run was given
+    its own validation text and so held nothing out."""
+    if data.get("valid") is not None or "train" not in data:
+        raise RnnkitError("this run held no test part out of its training text (it was given "
+                          "--valid): name the test TEXT to score")  # fmt: skip
+    inputs = _inputs_of(data)
+    corpus, _ = read_corpus(inputs["text"], None, inputs["encoding"])
+    names = " + ".join(inputs["text"]) or "the bundled corpus"
+    return corpus.test or "", f"the last 5% of {names}"

@@ -5,8 +5,8 @@ a checkpoint every epoch, exact resume, Ctrl-C, ``OUT/best`` = the weights of th
 validation epoch). Validation: the last ``valid_frac`` of the stories of each training file
 (:func:`rnnkit.text.babi.split_stories`); the best epoch is the one with the highest validation
 accuracy, ties broken by the lower validation loss (the selected figure is
-``score = accuracy - 1e-6 * loss``). The test files, if given, are scored once at the end,
-with the best epoch's weights.
+``score = accuracy - 1e-6 * loss``). Training reports validation figures only: the test
+files are scored on purpose, once, by ``rnnkit qa eval`` (which records the score).
 
 Evaluation (:func:`evaluate_qa`) reports, per bAbI task and overall: accuracy (an answer is
 right when every word matches, in order), the number of questions, and for the attentive
@@ -122,8 +122,6 @@ class QAData:
 
     inputs: list[str] = field(default_factory=list)  # bAbI training files or directories
     task: str | int | None = None  # 1-20 or "all": picks a directory's files
-    test: list[str] = field(default_factory=list)  # none: a directory's test files
-    no_test: bool = False  # do not score a directory's test files
 
 
 @dataclass
@@ -293,7 +291,6 @@ def train_qa(
     cfg: QATrainConfig | None,
     train: BabiData,
     out: str | Path,
-    test: BabiData | None = None,
     resume: bool = False,
     epochs: int | None = None,
     progress: bool = True,
@@ -309,7 +306,6 @@ def train_qa(
         cfg: hyperparameters (ignored on resume: the checkpoint's are used).
         train: the training questions (one or more bAbI files; the last ``valid_frac`` of
             each file's stories are held out for validation).
-        test: scored once at the end with the best epoch's weights.
         epochs: on resume, a new total number of epochs.
         max_steps: stop after this many steps in this call (tests), as Ctrl-C does.
         data: where the data came from (JSON-able), kept in the checkpoint.
@@ -389,7 +385,7 @@ def train_qa(
         for line in format_evaluation(figures, f"{part} (best epoch {summary['best_epoch']}):"):
             echo(line)
 
-    score_best(summary, out, load_qa, evaluate_qa, {"valid": valid, "test": test}, report)
+    score_best(summary, out, load_qa, evaluate_qa, {"valid": valid}, report)
     return summary
 
 
@@ -425,12 +421,11 @@ def run_qa(
     cfg = None
     if resume:
         check_resume(given, ("INPUTS",) if inputs["inputs"] else ())
-        desc, _ = resume_inputs(out, KIND_QA, {"train": [], "test": []}, ())
-        train_files, test_files = [str(p) for p in desc["train"]], [str(p) for p in desc["test"]]
+        desc, _ = resume_inputs(out, KIND_QA, {"train": []}, ())
+        train_files = [str(p) for p in desc["train"]]
         if not train_files:
             raise RnnkitError(f"{out}: the checkpoint does not name its training files")
-        inputs = {"inputs": train_files, "task": None, "test": test_files,
-                  "no_test": not test_files}  # fmt: skip
+        inputs = {"inputs": train_files, "task": None}
     else:
         if not inputs["inputs"]:
             raise RnnkitError(f"{where}: inputs: missing the bAbI training files or directory")
@@ -440,13 +435,9 @@ def run_qa(
                               "files of a directory")  # fmt: skip
         task = inputs["task"] if inputs["task"] is not None else "all"
         train_files = [str(p) for p in babi_files(inputs["inputs"], task, "train")]
-        test_files = list(inputs["test"])
-        if not test_files and not inputs["no_test"] and dirs:
-            test_files = [str(p) for p in babi_files(dirs, task, "test")]
         cfg = QATrainConfig(**given)
     return train_qa(
-        cfg, read_babi_files(train_files), out,
-        test=read_babi_files(test_files) if test_files else None, resume=resume,
+        cfg, read_babi_files(train_files), out, resume=resume,
         epochs=given.get("epochs"), progress=progress, max_steps=max_steps, echo=echo,
-        data={"train": train_files, "test": test_files}, callbacks=callbacks, inputs=inputs,
+        data={"train": train_files}, callbacks=callbacks, inputs=inputs,
     )  # fmt: skip

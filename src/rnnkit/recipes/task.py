@@ -158,7 +158,6 @@ class ClassifyData:
 
     train: str | None = None  # TSV: sentence and label columns (GLUE's layout, or no header)
     valid: str | None = None  # none: hold out valid_frac of train
-    test: str | None = None  # scored once, at the end
     pretrained: str | None = None  # word2vec text file initialising the embedding (sets embed)
     encoding: str = "utf-8"
 
@@ -169,7 +168,6 @@ class TagData:
 
     train: str | None = None  # CoNLL columns (word first, tag last) or CoNLL-U
     valid: str | None = None
-    test: str | None = None
     format: str = "auto"  # auto | conll | conllu
     tag_column: str | None = None  # CoNLL: 0-based column (default: last); CoNLL-U: upos | xpos
     pretrained: str | None = None
@@ -328,7 +326,6 @@ def train_classifier(
     train: LabelledText,
     out: str | Path,
     valid: LabelledText | None = None,
-    test: LabelledText | None = None,
     pretrained: str | None = None,
     resume: bool = False,
     epochs: int | None = None,
@@ -345,7 +342,8 @@ def train_classifier(
         cfg: hyperparameters (ignored on resume: the checkpoint's are used).
         train: the labelled training sentences; without ``valid``, a seeded random
             ``cfg.valid_frac`` of them is held out for validation.
-        valid, test: optional labelled files (test is scored once, at the end).
+        valid: optional labelled file. Training reports validation figures only: a test
+            file is scored on purpose, once, by ``rnnkit classify eval`` (which records it).
         pretrained: a word2vec text file initialising the embedding (its dimension sets
             ``cfg.embed``).
         epochs: on resume, a new total number of epochs.
@@ -425,8 +423,7 @@ def train_classifier(
         echo(f"{part} (best epoch {summary['best_epoch']}): accuracy {100 * s['accuracy']:.2f}% "
              f"({s['sentences']} sentences), loss {s['loss']:.4f}")  # fmt: skip
 
-    parts = {"valid": valid, "test": test}
-    score_best(summary, out, load_classifier, evaluate_classifier, parts, report)
+    score_best(summary, out, load_classifier, evaluate_classifier, {"valid": valid}, report)
     return summary
 
 
@@ -512,7 +509,6 @@ def train_tagger(
     train: TaggedCorpus,
     out: str | Path,
     valid: TaggedCorpus | None = None,
-    test: TaggedCorpus | None = None,
     pretrained: str | None = None,
     resume: bool = False,
     epochs: int | None = None,
@@ -607,7 +603,7 @@ def train_tagger(
                      f"{100 * s['recall']:.2f} / {100 * s['f1']:.2f}")  # fmt: skip
         echo(line)
 
-    score_best(summary, out, load_tagger, evaluate_tagger, {"valid": valid, "test": test}, report)
+    score_best(summary, out, load_tagger, evaluate_tagger, {"valid": valid}, report)
     return summary
 
 
@@ -631,7 +627,7 @@ def _file_run(settings: Mapping[str, Any], data: type, config: type, kind: str,
     inputs, given = split_settings(s, data)
     if resume:
         check_resume(given, ("pretrained",) if inputs["pretrained"] else ())
-        inputs, saved = resume_inputs(out, kind, inputs, ("train", "valid", "test"))
+        inputs, saved = resume_inputs(out, kind, inputs, ("train", "valid"))
         if not inputs["train"]:
             raise RnnkitError(f"{out}: the checkpoint does not name its training file; give "
                               "TRAIN")  # fmt: skip
@@ -657,7 +653,6 @@ def run_classifier(
     return train_classifier(
         cfg, read(inputs["train"], lower, enc), out,
         valid=read(inputs["valid"], lower, enc) if inputs["valid"] else None,
-        test=read(inputs["test"], lower, enc) if inputs["test"] else None,
         pretrained=inputs["pretrained"], resume=resume, epochs=given.get("epochs"),
         progress=progress, max_steps=max_steps, echo=echo, data=inputs, callbacks=callbacks,
         inputs=inputs,
@@ -684,7 +679,7 @@ def run_tagger(
     train = read(inputs["train"])
     assert train is not None
     return train_tagger(
-        cfg, train, out, valid=read(inputs["valid"]), test=read(inputs["test"]),
+        cfg, train, out, valid=read(inputs["valid"]),
         pretrained=inputs["pretrained"], resume=resume, epochs=given.get("epochs"),
         progress=progress, max_steps=max_steps, echo=echo, data=inputs, callbacks=callbacks,
         inputs=inputs,
