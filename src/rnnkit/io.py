@@ -21,9 +21,9 @@ rnnkit.io.RnnkitError: ...a.txt: not valid utf-8 at byte offset 3 (try --encodin
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -33,23 +33,78 @@ class RnnkitError(ValueError):
     """A user-facing error: the command line prints its message as one line and exits 1."""
 
 
+def max_input_bytes() -> int:
+    """The most bytes an input file may hold in memory (after gunzip): ``RNNKIT_MAX_INPUT_BYTES``
+    if set, else half the machine's physical memory. Readers read whole files, so a larger
+    one (or a small gzip file that inflates beyond it) is refused with one line rather than
+    ending in a MemoryError or the machine swapping."""
+    env = os.environ.get("RNNKIT_MAX_INPUT_BYTES")
+    if env:
+        try:
+            return int(env)
+        except ValueError:
+            raise RnnkitError(f"RNNKIT_MAX_INPUT_BYTES: expected a number of bytes, got {env!r}"
+                              ) from None  # fmt: skip
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return 2**62
+
+
 def read_bytes(path: str | os.PathLike[str]) -> bytes:
-    """The bytes of a file (gunzipped if gzip), with one-line errors naming the file."""
+    """The bytes of a file (gunzipped if gzip), with one-line errors naming the file; at most
+    :func:`max_input_bytes` of them."""
     p = Path(path)
     if not p.exists():
         raise RnnkitError(f"{p}: no such file")
     if p.is_dir():
         raise RnnkitError(f"{p}: is a directory, expected a file")
+    limit = max_input_bytes()
     try:
+        size = p.stat().st_size
+        if size > limit:
+            raise RnnkitError(f"{p}: {size:,} bytes, more than the {limit:,} an input may "
+                              "hold in memory (RNNKIT_MAX_INPUT_BYTES)")  # fmt: skip
         data = p.read_bytes()
     except OSError as e:
         raise RnnkitError(f"{p}: cannot read ({e.strerror})") from None
     if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
-            raise RnnkitError(f"{p}: corrupt gzip file ({e})") from None
+        data = _gunzip(p, data, limit)
     return data
+
+
+def _gunzip(p: Path, data: bytes, limit: int) -> bytes:
+    """Every member of a gzip file, decompressed in pieces so that a file inflating beyond
+    ``limit`` bytes is refused before it fills the memory."""
+    parts: list[bytes] = []
+    total = 0
+    try:
+        while data:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)  # one gzip member
+            chunk = d.decompress(data, min(1 << 24, limit - total + 1))
+            while True:
+                total += len(chunk)
+                if total > limit:
+                    raise RnnkitError(
+                        f"{p}: decompresses to more than the {limit:,} bytes an input may "
+                        "hold in memory (RNNKIT_MAX_INPUT_BYTES)"
+                    )
+                parts.append(chunk)
+                if d.eof:
+                    break
+                tail = d.unconsumed_tail
+                # with no input left: what zlib still holds
+                chunk = d.decompress(tail, min(1 << 24, limit - total + 1))
+                if not chunk and not tail:
+                    break
+            if not d.eof:
+                raise RnnkitError(f"{p}: corrupt gzip file (it ends early)")
+            data = d.unused_data
+            if not data.strip(b"\x00"):  # zero padding after the last member
+                break
+    except zlib.error as e:
+        raise RnnkitError(f"{p}: corrupt gzip file ({e})") from None
+    return b"".join(parts)
 
 
 def read_text(

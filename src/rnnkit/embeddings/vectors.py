@@ -589,10 +589,12 @@ def _parse_text(
         words.append(parts[0])
         fields.extend(parts[1:])
     try:
-        vecs = np.array(fields, dtype=np.float64)
+        with np.errstate(over="ignore"):  # beyond float32's range: inf, reported below
+            vecs = np.array(fields, dtype=np.float64).astype(np.float32)
     except ValueError:
         vecs = None
     if vecs is None or not np.isfinite(vecs).all():
+        top = float(np.finfo(np.float32).max)
         for k, line in enumerate(lines):
             for x in line.rstrip().split(" ")[1:]:
                 try:
@@ -603,13 +605,25 @@ def _parse_text(
                     raise RnnkitError(
                         f"{path}: line {first_line + k}: {x!r} is not a finite number"
                     )
+                if abs(float(x)) > top:
+                    raise RnnkitError(
+                        f"{path}: line {first_line + k}: {x!r} is beyond float32's range"
+                    )
     assert vecs is not None
-    return words, vecs.reshape(len(words), e).astype(np.float32)
+    return words, vecs.reshape(len(words), e)
 
 
 def _parse_binary(
     path: str | os.PathLike[str], body: bytes, v: int, e: int, offset: int
 ) -> tuple[list[str], np.ndarray]:
+    # every entry takes at least a one-byte word, a space and 4 E bytes: a header claiming
+    # more than the file can hold is refused before the (V, E) array is allocated
+    least = v * (4 * e + 2)
+    if least > len(body):
+        raise RnnkitError(
+            f"{path}: line 1: header says {v} words of {e} float32 values, which needs at "
+            f"least {least:,} bytes; the file holds {len(body):,} after the header"
+        )
     vecs = np.empty((v, e), np.float32)
     words: list[str] = []
     pos, nbytes = 0, 4 * e
