@@ -9,7 +9,8 @@ import pytest
 import sacrebleu
 
 from rnnkit.engine.gradcheck import gradcheck
-from rnnkit.models.caption import CaptionConfig, Captioner, caption_batch
+from rnnkit.models.caption import CaptionConfig, Captioner
+from rnnkit.models.generate import teacher_forcing
 from rnnkit.recipes.caption import bleu_n
 
 
@@ -29,7 +30,7 @@ def _model(attention, penalty=0.7, dropout=0.0, seed=0, batch_norm=False):
 def test_captioner_gradcheck(attention, batch_norm):
     m = _model(attention, batch_norm=batch_norm)
     x = np.random.default_rng(0).standard_normal((2, 1, 8, 8))
-    t_in, t_out, lengths = caption_batch([[4, 5, 6], [6]], bos=2, eos=3)  # ragged: padding
+    t_in, t_out, lengths = teacher_forcing([[4, 5, 6], [6]], bos=2, eos=3)  # ragged: padding
     loss, cache = m.forward(x, t_in, t_out, lengths)
     m.zero_grad()
     m.backward(cache)
@@ -76,7 +77,7 @@ def test_penalty_is_xu_et_al_eq_14():
     from the weights the model reports; padding steps excluded."""
     m = _model("soft", penalty=0.7)
     x = np.random.default_rng(2).standard_normal((2, 1, 8, 8))
-    t_in, t_out, lengths = caption_batch([[4, 5, 6], [6]], bos=2, eos=3)
+    t_in, t_out, lengths = teacher_forcing([[4, 5, 6], [6]], bos=2, eos=3)
     loss, cache = m.forward(x, t_in, t_out, lengths)
     a = cache["alpha"].copy()
     a[1, 2:] = 0.0  # caption 1 has 2 tokens (6, EOS)
@@ -95,7 +96,7 @@ def test_decoding_agrees_with_teacher_forcing(attention):
     beam1 = m.caption(x, bos=2, eos=3, method="beam", beam_size=1, max_len=6)
     assert greedy == beam1
     for b, seq in enumerate(greedy):
-        t_in, _, lengths = caption_batch([seq], bos=2, eos=3)
+        t_in, _, lengths = teacher_forcing([seq], bos=2, eos=3)
         _, cache = m.forward(x[b : b + 1], t_in, None, lengths, training=False)
         picks = cache["logits"][0].argmax(axis=1).tolist()
         assert picks[: len(seq)] == seq
@@ -108,7 +109,7 @@ def test_beam_finds_a_caption_at_least_as_likely():
     x = np.random.default_rng(6).standard_normal((4, 1, 8, 8))
 
     def logp(seqs):
-        t_in, t_out, lengths = caption_batch(seqs, bos=2, eos=3)
+        t_in, t_out, lengths = teacher_forcing(seqs, bos=2, eos=3)
         out = []
         for b in range(len(seqs)):
             _, cache = m.forward(x[b : b + 1], t_in[b : b + 1], t_out[b : b + 1],
@@ -142,7 +143,7 @@ def test_config_and_input_errors():
     with pytest.raises(ValueError, match="too small"):
         CaptionConfig(vocab=5, image_size=4, channels=[2, 2, 2])
     m = _model("none")
-    t_in, t_out, lengths = caption_batch([[4]], bos=2, eos=3)
+    t_in, t_out, lengths = teacher_forcing([[4]], bos=2, eos=3)
     with pytest.raises(ValueError, match=r"images: expected shape \(B, 1, 8, 8\)"):
         m.forward(np.zeros((1, 3, 8, 8)), t_in, t_out, lengths)
 

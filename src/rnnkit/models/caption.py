@@ -39,7 +39,7 @@ T^alpha) through :meth:`Captioner.step_fn`, exactly as translation does.
 ...                     attention="soft", attn_size=3)
 >>> m = Captioner(cfg, seed=0)
 >>> images = np.random.default_rng(0).integers(0, 256, (2, 1, 8, 8)).astype(np.uint8)
->>> loss, cache = m.forward(images, *caption_batch([[4, 5], [6]], bos=2, eos=3))
+>>> loss, cache = m.forward(images, *teacher_forcing([[4, 5], [6]], bos=2, eos=3))
 >>> m.zero_grad(); m.backward(cache)
 >>> cache["alpha"].shape, m.grid
 ((2, 3, 4), (2, 2))
@@ -63,12 +63,12 @@ from rnnkit.engine.conv import BatchNorm2d, Conv2d, maxpool2d_backward, maxpool2
 from rnnkit.engine.layers import LSTM
 from rnnkit.engine.module import ModelConfig, Module
 from rnnkit.models.beam import beam_search_batch, select_state
-from rnnkit.models.generate import greedy_decode
+from rnnkit.models.generate import greedy_decode, teacher_forcing
 
 Array = np.ndarray
 ATTENTIONS = ("none", "soft")
 
-__all__ = ["ATTENTIONS", "CaptionConfig", "Captioner", "caption_batch"]
+__all__ = ["ATTENTIONS", "CaptionConfig", "Captioner"]
 
 
 @dataclass
@@ -103,25 +103,6 @@ class CaptionConfig(ModelConfig):
         self.check_dtype()
 
 
-def caption_batch(
-    captions: Sequence[Sequence[int]], bos: int, eos: int, pad: int = 0
-) -> tuple[Array, Array, Array]:
-    """Pad token id lists: (tgt_in (B, T) = BOS y, tgt_out (B, T) = y EOS, lengths (B,)),
-    T = max len(y) + 1.
-
-    >>> [a.tolist() for a in caption_batch([[5, 6], [7]], bos=1, eos=2)]
-    [[[1, 5, 6], [1, 7, 0]], [[5, 6, 2], [7, 2, 0]], [3, 2]]
-    """
-    lengths = np.array([len(c) + 1 for c in captions], dtype=np.int64)
-    T = int(lengths.max())
-    t_in = np.full((len(captions), T), pad, dtype=np.int64)
-    t_out = np.full((len(captions), T), pad, dtype=np.int64)
-    for b, c in enumerate(captions):
-        t_in[b, : len(c) + 1] = [bos, *c]
-        t_out[b, : len(c) + 1] = [*c, eos]
-    return t_in, t_out, lengths
-
-
 class Captioner(Module):
     """Conv encoder + LSTM decoder, with soft attention or without; see the module doc.
 
@@ -129,8 +110,9 @@ class Captioner(Module):
         config: the :class:`CaptionConfig`. seed: int or ``np.random.Generator``.
 
     Inputs of :meth:`forward`: images (B, C, H, W) (uint8 pixels are divided by 255),
-    tgt_in, tgt_out (B, T) ids and lengths (B,) (see :func:`caption_batch`). Returns the
-    loss (mean NLL per token, plus the attention penalty) and a cache holding ``logits``
+    tgt_in, tgt_out (B, T) ids and lengths (B,) (see
+    :func:`rnnkit.models.generate.teacher_forcing`). Returns the loss (mean NLL per token,
+    plus the attention penalty) and a cache holding ``logits``
     (B, T, V), ``nll`` and, with attention, ``alpha`` (B, T, S) over the S = g*g grid cells
     in row-major order (:attr:`grid` is (g, g)).
 
@@ -416,6 +398,6 @@ class Captioner(Module):
         they are the weights seen while decoding it."""
         if self.attention is None:
             raise ValueError("this captioner has no attention")
-        t_in, _, lengths = caption_batch(captions, bos, eos)
+        t_in, _, lengths = teacher_forcing(captions, bos, eos)
         _, cache = self.forward(images, t_in, None, lengths, training=False)
         return [cache["alpha"][b, : lengths[b]].copy() for b in range(len(captions))]

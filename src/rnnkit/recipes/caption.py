@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from rnnkit.io import RnnkitError, atomic_write
-from rnnkit.models.caption import CaptionConfig, Captioner, caption_batch
+from rnnkit.models.caption import CaptionConfig, Captioner
+from rnnkit.models.generate import teacher_forcing
 from rnnkit.text.bleu import corpus_bleu
 from rnnkit.text.captions import CaptionSet, from_caption_file, load_split, save_split
 from rnnkit.text.cider import cider_d
@@ -277,7 +278,7 @@ def mean_nll(run: CaptionRun, data: CaptionSet, limit: int | None = None) -> flo
     total = count = 0.0
     for i in range(n):
         caps = [run.ids(c) for c in data.captions[i]]
-        t_in, t_out, lengths = caption_batch(caps, run.bos, run.eos)
+        t_in, t_out, lengths = teacher_forcing(caps, run.bos, run.eos)
         imgs = np.repeat(data.images[i : i + 1], len(caps), axis=0)
         _, cache = run.model.forward(imgs, t_in, t_out, lengths, training=False)
         k = float(lengths.sum())
@@ -326,7 +327,7 @@ def train_caption(
     def batch(idx: Array, training: bool) -> tuple[Any, Any]:
         # one reference per image, drawn with the model's generator (saved in checkpoints)
         caps = [refs[i][int(model.rng.integers(len(refs[i])))] for i in idx]
-        t_in, t_out, lengths = caption_batch(caps, run.bos, run.eos)
+        t_in, t_out, lengths = teacher_forcing(caps, run.bos, run.eos)
         return (train.images[idx], t_in, lengths), t_out
 
     def loss(inputs: Any, targets: Any, training: bool) -> tuple[float, Any]:
