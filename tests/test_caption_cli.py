@@ -50,6 +50,8 @@ def test_eval_records_the_test_split_once(runs, capsys, tmp_path):
     record = json.loads((run / "eval-test.json").read_text())
     assert record["times_scored"] == 1 and record["figures"]["images"] == 8
     assert record["command"].startswith("rnnkit caption eval") and record["commit"]
+    (score,) = [json.loads(x) for x in (run / "scores.jsonl").read_text().splitlines()]
+    assert score["part"] == "test" and score["figures"]["greedy"] == record["figures"]["greedy"]
     assert main(["caption", "eval", str(run), "--split", "test"]) == 1
     err = capsys.readouterr().err
     assert "already scored" in err and err.count("\n") == 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from pathlib import Path
 from typing import Any
 
 import click
@@ -25,6 +26,7 @@ from rnnkit.recipes.caption import (
 )
 from rnnkit.recipes.music import record_evaluation, scoring_history
 from rnnkit.text.captions import load_image, load_split
+from rnnkit.train.scores import record_score
 
 
 @click.group(name="caption")
@@ -106,7 +108,8 @@ def eval_cmd(run: str, split: str, data: str | None, beam_size: int, alpha: floa
              rescore: bool, as_json: bool) -> None:  # fmt: skip
     """BLEU-1..4 and CIDEr-D (greedy and beam, all references) and, for attending models on scenes,
     the attention mass inside the named digit's box; kept with the commit and this command
-    in RUN/eval-SPLIT.json. The test split is scored once (again only with --rescore)."""
+    in RUN/eval-SPLIT.json and RUN/scores.jsonl. The test split is scored once (again only
+    with --rescore, which is counted)."""
     cr = load_captioner(run)
     scoring_history(run, split, rescore)  # a second test scoring stops here
     folder = data or _trained_on(run)
@@ -115,6 +118,9 @@ def eval_cmd(run: str, split: str, data: str | None, beam_size: int, alpha: floa
              "--alpha", str(alpha)] + (["--data", data] if data else []) + (
              ["--rescore"] if rescore else [])  # fmt: skip
     record = record_evaluation(run, split, figs, shlex.join(words), rescore=rescore)
+    # and the record every eval command keeps (RESULTS.md's protocol): RUN/scores.jsonl
+    record_score(run, [Path(folder) / f"{split}.npz", Path(folder) / f"{split}.jsonl"], figs,
+                 command=words, what=split)  # fmt: skip
     if as_json:
         click.echo(json.dumps(record))
         return
