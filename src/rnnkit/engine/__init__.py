@@ -9,6 +9,8 @@ Read it bottom up, each module importing only the ones before it:
   through time, the loop over steps written out in NumPy over the cells.
 - :mod:`~rnnkit.engine.backend`: which engine runs the layers' time loops, this one or the
   compiled one of :mod:`rnnkit.fast` (``backend="auto" | "numpy" | "compiled"``).
+- :mod:`~rnnkit.engine.conv`: convolution, max-pooling and batch normalisation over images
+  (im2col and one matrix product), for the captioners' encoder.
 - :mod:`~rnnkit.engine.attention`, :mod:`~rnnkit.engine.module` (parameters, state dicts),
   :mod:`~rnnkit.engine.gradcheck` (central differences).
 
