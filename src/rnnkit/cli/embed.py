@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from rnnkit.cli.options import INTERVAL, exit_if_interrupted
 from rnnkit.io import RnnkitError
+from rnnkit.train.checkpoint import DEFAULT_INTERVAL
 
 if TYPE_CHECKING:
     from rnnkit.embeddings.vectors import KeyedVectors
@@ -40,13 +42,35 @@ def group() -> None:
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--lowercase", is_flag=True, help="lower-case the corpus")
 @click.option("--quiet", is_flag=True, help="no progress bar")
+@click.option("--checkpoint-every", type=INTERVAL, default=DEFAULT_INTERVAL, show_default=True,
+              help="save the run in OUT.train/ every N blocks of chunks (word2vec) or epochs "
+                   "(GloVe), or every so long (30s, 10m, 1h); 0: never")  # fmt: skip
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="continue the run of --out from OUT.train/ (its settings; CORPUS again)",
+)
+@click.option("--max-steps", type=click.IntRange(min=1), hidden=True)
 def train(corpus: str, method: str, out: str, binary: bool, quiet: bool, lowercase: bool,
+          checkpoint_every: int | str, resume: bool, max_steps: int | None,
           **settings: object) -> None:  # fmt: skip
-    """Train vectors on CORPUS (one sentence per line, gzip accepted) and write them to --out."""
-    from rnnkit.embeddings.pipeline import train_vectors
+    """Train vectors on CORPUS (one sentence per line, gzip accepted) and write them to --out.
 
-    kv, stats = train_vectors(corpus, method, lowercase=lowercase, progress=not quiet, **settings)
-    kv.save_word2vec_format(out, binary=binary)
+    While training, OUT.train/ holds a checkpoint (see --checkpoint-every): after a kill,
+    --resume continues exactly; Ctrl-C or SIGTERM saves it and stops. It is removed once the
+    vectors are written.
+    """
+    from rnnkit.recipes.embed import train_embeddings
+
+    kv, stats, summary = train_embeddings(
+        corpus, method, out, binary=binary, lowercase=lowercase, resume=resume,
+        checkpoint_every=checkpoint_every, progress=not quiet, max_steps=max_steps,
+        echo=click.echo, **settings,
+    )  # fmt: skip
+    exit_if_interrupted(summary)
+    if kv is None:
+        return
+    method = summary["method"]  # on resume: the checkpoint's
     unit = "co-occurrence entries" if method == "glove" else "words"
     click.echo(
         f"{method}: {len(kv)} words x {kv.dim} dims; {stats.words:,} {unit} in "

@@ -7,7 +7,15 @@ from typing import Any
 
 import click
 
-from rnnkit.cli.options import POSITIVE, config_option, record_eval, removed_test_option, run_train
+from rnnkit.cli.options import (
+    CHECKPOINT_EVERY_HELP,
+    INTERVAL,
+    POSITIVE,
+    config_option,
+    record_eval,
+    removed_test_option,
+    run_train,
+)
 from rnnkit.recipes.lm import (
     PRESETS,
     LMData,
@@ -60,7 +68,7 @@ def group() -> None:
 @click.option("--min-count", type=POSITIVE, help="Word level: rarer words become <unk>.")
 @click.option("--seed", type=int)
 @click.option("--log-every", type=POSITIVE)
-@click.option("--checkpoint-every", type=click.IntRange(min=0), help="Steps; 0: per epoch.")
+@click.option("--checkpoint-every", type=INTERVAL, help=CHECKPOINT_EVERY_HELP)
 @click.option("--patience", type=click.IntRange(min=0),
               help="Stop after this many epochs without a better validation loss (0: never); "
                    "OUT/best keeps the best epoch's weights.")  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from click.core import ParameterSource
 
 from rnnkit.io import RnnkitError, read_lines
 from rnnkit.train import runconfig
+from rnnkit.train.checkpoint import DEFAULT_INTERVAL, parse_interval
 from rnnkit.train.distributed import get_world
 from rnnkit.train.scores import SCORES, record_score, run_folder
 
@@ -42,6 +44,26 @@ POSITIVE = click.IntRange(min=1)
 PROB = click.FloatRange(0, 1, max_open=True)
 POSITIVE_FLOAT = click.FloatRange(min=0, min_open=True)
 
+
+class _Interval(click.ParamType):
+    """``--checkpoint-every``: a number of steps (an integer) or a time (``30s``, ``10m``)."""
+
+    name = "steps|time"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        try:
+            steps, _ = parse_interval(value)
+        except RnnkitError as e:
+            self.fail(str(e).split(": ", 1)[1], param, ctx)
+        return steps if steps or str(value).strip().isdigit() else str(value).strip().lower()
+
+
+INTERVAL = _Interval()
+CHECKPOINT_EVERY_HELP = (
+    "Mid-epoch checkpoints: every N steps, or every so long (30s, 10m, 1h); 0: at the end of "
+    f"epochs only [default: {DEFAULT_INTERVAL}]."
+)
+
 _LOOP_OPTIONS = [
     click.option("--epochs", type=POSITIVE),
     click.option("--batch-size", type=POSITIVE),
@@ -60,7 +82,7 @@ _LOOP_OPTIONS = [
     click.option("--lower/--no-lower", default=None, help="Lowercase words."),
     click.option("--seed", type=int),
     click.option("--log-every", type=POSITIVE),
-    click.option("--checkpoint-every", type=click.IntRange(min=0), help="Steps; 0: per epoch."),
+    click.option("--checkpoint-every", type=INTERVAL, help=CHECKPOINT_EVERY_HELP),
     click.option("--dtype", type=click.Choice(["float32", "float64"]),
                  help="Weights and arithmetic [default: float32]."),
 ]  # fmt: skip
@@ -183,8 +205,15 @@ def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def exit_if_interrupted(summary: dict[str, Any]) -> None:
+    """A run stopped by Ctrl-C or SIGTERM (its checkpoint saved) exits 128 + the signal's
+    number, as the shell reports a process that signal ended: 130 for Ctrl-C, 143 for
+    SIGTERM, which also gets a line on stderr (a batch scheduler's log shows why)."""
     if summary.get("interrupted"):
-        raise click.exceptions.Exit(130)  # the shell's code for Ctrl-C; checkpoint is saved
+        name = summary.get("signal", "SIGINT")
+        if name != "SIGINT":
+            click.echo(f"rnnkit: stopped by {name}; the checkpoint is saved, continue with "
+                       "--resume", err=True)  # fmt: skip
+        raise click.exceptions.Exit(128 + int(getattr(signal.Signals, name, signal.SIGINT)))
 
 
 def read_inputs(inputs: tuple[str, ...], encoding: str) -> list[tuple[str, list[str]]]:

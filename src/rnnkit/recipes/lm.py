@@ -45,7 +45,10 @@ from rnnkit.models.lm import LanguageModel, LMConfig, bits_per_char, perplexity
 from rnnkit.text.vocab import Vocab
 from rnnkit.train.callbacks import Callback, any_stop
 from rnnkit.train.checkpoint import (
+    DEFAULT_INTERVAL,
+    CheckpointSchedule,
     load_checkpoint,
+    parse_interval,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -60,6 +63,7 @@ from rnnkit.train.distributed import (
     get_world,
     inject_fault,
 )
+from rnnkit.train.lock import run_lock_released
 from rnnkit.train.logs import MetricsLog, QuietLog, measure_and_clip
 from rnnkit.train.loop import (
     OPTIMIZERS,
@@ -107,13 +111,16 @@ class LMTrainConfig:
     min_count: int = 1
     seed: int = 0
     log_every: int = 50  # steps between lines in metrics.jsonl
-    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: end of epoch only)
+    # mid-epoch checkpoints: every N steps (an integer) or every so long ("30s", "10m", "1h");
+    # 0: at the end of epochs only
+    checkpoint_every: int | str = DEFAULT_INTERVAL
     # stop once the validation loss has not improved for this many epochs (0: never); the
     # best epoch's weights are kept in OUT/best either way
     patience: int = 0
     dtype: str = "float32"  # float32 | float64 (the model's weights and arithmetic)
 
     def __post_init__(self) -> None:
+        parse_interval(self.checkpoint_every)
         positive = ("embed", "hidden", "layers", "bptt", "batch_size", "epochs", "log_every")
         for name in positive:
             v = getattr(self, name)
@@ -433,7 +440,9 @@ def train_lm(
     stopped_early = None
     steps_this_call = 0
     weight = (rows.stop - rows.start) / cfg.batch_size  # this process's share of the tokens
-    with stopper.installed(), contextlib.closing(logger):
+    schedule = CheckpointSchedule(cfg.checkpoint_every)
+    share = world.bcast_json if world.size > 1 else None  # rank 0's clock decides
+    with stopper.installed(), contextlib.closing(logger), run_lock_released(out):
         while stream.epoch < cfg.epochs and not stopped:
             epoch = stream.epoch + 1
             bar = progress_bar(len(stream), stream.position, epoch, cfg.epochs,
@@ -490,8 +499,9 @@ def train_lm(
                     bar.set_postfix(loss=f"{recent:.3f}", ppl=f"{math.exp(min(recent, 50)):.1f}",
                                     tok_s=f"{rate:,.0f}")  # fmt: skip
                     bar.update(1)
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                if schedule.due(step, share):
                     save()
+                    schedule.saved()
                 if interrupted or (max_steps is not None and steps_this_call >= max_steps):
                     stopped = True
                 if stopped:
@@ -519,6 +529,7 @@ def train_lm(
             logger.log(record)
             logger.plot(out)
             save()
+            schedule.saved()
             train_loss = record["train_loss"]  # None: resumed with no window of it left
             msg = f"epoch {epoch}/{cfg.epochs}: " + (
                 f"train loss {train_loss:.4f}" if train_loss is not None
@@ -563,6 +574,7 @@ def train_lm(
             echo(f"valid (epoch {summary['best_epoch']}): loss {s['loss']:.4f}, "
                  f"perplexity {s['perplexity']:.2f}{extra}")  # fmt: skip
     summary["interrupted"] = interrupted if world.size > 1 else stopper.stop
+    summary.update(stopper.summary())
     return summary
 
 
@@ -663,6 +675,19 @@ def sample_text(
     return prime + sep + vocab.decode(gen)
 
 
+def held_out_test(data: Mapping[str, Any]) -> tuple[str, str]:
+    """The test part a run held out of its training text (``data``: the checkpoint's data
+    description), read again, and where it came from; one error line when the run was given
+    its own validation text and so held nothing out."""
+    if data.get("valid") is not None or "train" not in data:
+        raise RnnkitError("this run held no test part out of its training text (it was given "
+                          "--valid): name the test TEXT to score")  # fmt: skip
+    inputs = _inputs_of(data)
+    corpus, _ = read_corpus(inputs["text"], None, inputs["encoding"])
+    names = " + ".join(inputs["text"]) or "the bundled corpus"
+    return corpus.test or "", f"the last 5% of {names}"
+
+
 def evaluate_file(
     model: LanguageModel, vocab: Vocab, path: str | Path, bptt: int, batch_size: int = 1,
     encoding: str = "utf-8",
@@ -680,16 +705,3 @@ def evaluate_text(
     res: dict[str, float] = figures(evaluate(model, ids, bptt, batch_size), vocab.level)
     res["tokens"] = int(len(ids))
     return res
-
-
-def held_out_test(data: Mapping[str, Any]) -> tuple[str, str]:
-    """The test part a run held out of its training text (``data``: the checkpoint's data
-    description), read again, and where it came from; one error line when the run was given
-    its own validation text and so held nothing out."""
-    if data.get("valid") is not None or "train" not in data:
-        raise RnnkitError("this run held no test part out of its training text (it was given "
-                          "--valid): name the test TEXT to score")  # fmt: skip
-    inputs = _inputs_of(data)
-    corpus, _ = read_corpus(inputs["text"], None, inputs["encoding"])
-    names = " + ".join(inputs["text"]) or "the bundled corpus"
-    return corpus.test or "", f"the last 5% of {names}"
