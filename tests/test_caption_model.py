@@ -168,3 +168,31 @@ def test_cider_d_matches_pycocoevalcap():
                                               {i: [h] for i, h in enumerate(hyps)})  # fmt: skip
     assert max(abs(a - b) for a, b in zip(per, ref_per, strict=True)) < 1e-12
     assert abs(mean - ref_mean) < 1e-12
+
+
+def test_grounding_measures_the_mass_inside_the_named_box(monkeypatch):
+    """On a 2x2 grid of 4-pixel cells, hand-set weights: a box that is one cell keeps that
+    cell's weight; a box over half of two cells keeps half of each; a size word is scored on
+    the digit it names; a digit absent from the scene is not scored."""
+    from rnnkit.recipes.caption import SPECIALS, CaptionRun, CaptionTrainConfig, grounding
+    from rnnkit.text.captions import CaptionSet
+    from rnnkit.text.vocab import build_word_vocab
+
+    m = _model("soft")  # image_size 8, two halvings: a 2x2 grid
+    words = "a large 3 and a small 7 and a 5".split()
+    vocab = build_word_vocab([words], specials=SPECIALS, eos="</s>")
+    run = CaptionRun(m, vocab, CaptionTrainConfig())
+    rows = {2: [0.6, 0.2, 0.1, 0.1], 1: [0.5, 0.3, 0.1, 0.1], 6: [0.1, 0.1, 0.4, 0.4],
+            5: [0.0, 0.0, 1.0, 0.0], 9: [0.25, 0.25, 0.25, 0.25]}  # fmt: skip
+    alpha = np.full((len(words) + 1, 4), 0.25)
+    for t, row in rows.items():
+        alpha[t] = row
+    monkeypatch.setattr(m, "attention_of", lambda images, caps, bos, eos: [alpha])
+    objects = [[{"label": "3", "size": "large", "box": [0, 0, 4, 4]},
+                {"label": "7", "size": "small", "box": [2, 4, 6, 8]}]]  # fmt: skip
+    data = CaptionSet(np.zeros((1, 1, 8, 8), np.uint8), [["x"]], ["s"], objects)
+    g = grounding(run, data, [run.ids(" ".join(words))])
+    assert g["digit"]["words"] == 2 and g["size"]["words"] == 2  # "5" is not in the scene
+    assert abs(g["digit"]["share"] - (0.6 + 0.4) / 2) < 1e-12  # 7: 0.5*0.4 + 0.5*0.4
+    assert abs(g["size"]["share"] - (0.5 + 0.5) / 2) < 1e-12  # small 7: 0.5*1.0
+    assert abs(g["digit"]["chance"] - 16 / 64) < 1e-12
