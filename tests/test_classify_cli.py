@@ -46,7 +46,6 @@ def test_train_predict_eval(data, tmp_path, capsys, monkeypatch):
     text = capsys.readouterr().out
     assert "epoch 2/2" in text and "valid (best epoch" in text
     summary = json.loads((out / "summary.json").read_text())
-    assert 0.0 <= summary["valid"]["accuracy"] <= 1.0
     assert (out / "best" / "model.safetensors").exists()
 
     assert main(["classify", "eval", str(out), str(data / "dev.tsv"), "--json"]) == 0
@@ -63,6 +62,34 @@ def test_train_predict_eval(data, tmp_path, capsys, monkeypatch):
     (tmp_path / "test.tsv").write_text("\n".join(test) + "\n")
     assert main(["classify", "predict", str(out), str(tmp_path / "test.tsv")]) == 0
     assert len(capsys.readouterr().out.split()) == 5
+
+
+def _toy_sentences(n, rng):
+    """Filler words around one word that decides the label: learnable, and balanced."""
+    filler = ["a", "the", "film", "story", "was", "is", "quite", "very", "and", "plot"]
+    cue = {0: ["awful", "dull", "bad"], 1: ["great", "superb", "fine"]}
+    rows = []
+    for y in rng.integers(0, 2, size=n):
+        words = list(rng.choice(filler, size=int(rng.integers(2, 7))))
+        words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(cue[int(y)])))
+        rows.append(f"{' '.join(words)}\t{y}")
+    return rows
+
+
+def test_learns_a_toy_task(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\n" + "\n".join(_toy_sentences(200, rng)))
+    valid = _toy_sentences(40, rng)
+    (tmp_path / "valid.tsv").write_text("sentence\tlabel\n" + "\n".join(valid))
+    out = tmp_path / "run"
+    assert main(["classify", "train", str(tmp_path / "train.tsv"), "--valid",
+                 str(tmp_path / "valid.tsv"), "--epochs", "3", "--lr", "0.01", "--out", str(out),
+                 *SMALL]) == 0  # fmt: skip
+    majority = max(
+        np.mean([r.endswith("1") for r in valid]), np.mean([r.endswith("0") for r in valid])
+    )
+    accuracy = json.loads((out / "summary.json").read_text())["valid"]["accuracy"]
+    assert majority <= 0.65 and accuracy >= 0.95  # a model that ignores the cue word cannot
 
 
 def test_resume_is_exact(data, tmp_path, capsys):

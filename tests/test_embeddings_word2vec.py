@@ -3,7 +3,6 @@ and training quality against gensim 4.4 on the Lee corpus."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,6 @@ pytestmark = pytest.mark.usefixtures("compiled")
 LEE = str(
     Path(__file__).resolve().parents[2] / "shared" / "data" / "word_eval" / "lee_background.cor"
 )
-needs_lee = pytest.mark.skipif(not os.path.exists(LEE), reason="shared data not available")
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,7 +158,6 @@ def test_alias_sampler_draws_unigram_to_the_three_quarters():
     assert np.all(np.abs(hist / n - p) < 5 * se), (hist / n, p)
 
 
-@needs_lee
 def test_subsampling_probabilities_match_gensim():
     from gensim.models import Word2Vec as GensimW2V
 
@@ -318,7 +315,6 @@ def _cosine_agreement(kv_a, kv_b, words) -> float:
     return float(spearmanr((ua @ ua.T)[iu], (ub @ ub.T)[iu])[0])
 
 
-@needs_lee
 @pytest.mark.parametrize("method, threads", [("skipgram", 1), ("cbow", 2)])
 def test_quality_agrees_with_gensim_on_lee(method, threads):
     # Same data and hyperparameters: our vectors must agree with gensim's about as well as

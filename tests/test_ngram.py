@@ -25,9 +25,6 @@ from rnnkit.io import RnnkitError, read_lines
 
 DATA = Path(os.environ.get("RNNKIT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 PTB = DATA / "ptb"
-needs_ptb = pytest.mark.skipif(
-    not (PTB / "ptb.train.txt").exists(), reason=f"Penn Treebank not found under {PTB}"
-)
 
 
 def synthetic_corpus(n_sentences: int, seed: int, n_words: int = 150) -> list[str]:
@@ -76,7 +73,6 @@ def kenlm_scores(arpa: Path, lines: list[str]) -> np.ndarray:
 # KenLM agreement
 
 
-@needs_ptb
 @pytest.mark.parametrize("order", [2, 3, 4, 5])  # KenLM loads bigram models and up
 def test_kenlm_scores_our_arpa_like_we_do_on_ptb_slice(order: int, tmp_path: Path) -> None:
     train = (PTB / "ptb.train.txt").read_text().splitlines()[:3000]
@@ -156,7 +152,6 @@ def tab_fields(m: re.Match) -> str:
     return "\t".join(x for x in m.groups() if x is not None)
 
 
-@needs_ptb
 def test_ptb_perplexity_matches_mikolov_table_4_1() -> None:
     # Mikolov (2012), Strategies for training large scale neural network language models,
     # Table 4.1: PTB test perplexity KN5 141.2, KN3 148.3 (SRILM, modified Kneser-Ney).

@@ -276,7 +276,6 @@ def test_predict_and_attention_picture(tmp_path):
         draw_attention(png, sentences, np.ones((2, 3)), ["q"], ["a"])
 
 
-@pytest.mark.skipif(not BABI.exists(), reason="bAbI data not found")
 def test_reads_every_babi_file():
     """Every file of the shared copy: the question counts its README gives (1,000 per 1k
     file, 10,000 per 10k training file)."""

@@ -131,16 +131,54 @@ def test_beam_width_one_is_greedy(name, alpha):
     assert [h[0].tokens for h in batched] == [h[0].tokens for h in single]
 
 
-def test_gnmt_penalty_and_errors():
+def _every_output(m, src, max_len):
+    """Every output of at most max_len tokens with its log-probability, by walking the
+    decoder's step function over the whole tree (no beam): (tokens, log P, terminated)."""
+    mem, state = m.init_decoder(*make_batch([src], None, BOS, EOS, PAD))
+    step, out = m.step_fn(mem), []
+
+    def walk(prefix, logp, token, state):
+        lp, state = step(np.array([token]), state)
+        out.append((prefix, logp + lp[0, EOS], True))
+        for v in range(lp.shape[1]):
+            if v != EOS:
+                if len(prefix) + 1 == max_len:  # cut there, unterminated
+                    out.append((prefix + [v], logp + lp[0, v], False))
+                else:
+                    walk(prefix + [v], logp + lp[0, v], v, state)
+
+    walk([], 0.0, BOS, state)
+    return out
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.8, 2.0])
+def test_gnmt_ranking_is_the_exhaustive_one(alpha):
+    """Wu et al. 2016, eq. 14: rank by log P(y|x) / lp(y), lp(y) = ((5 + |y|) / 6)^alpha,
+    |y| counting EOS. With a beam wide enough to keep every output of at most 3 tokens
+    (1 + 5 + 25 ended by EOS, 125 cut at 3: the 5 other tokens of the 6 may follow any
+    prefix), the n best must be the exhaustive search's n best."""
     m = _model(seed=4, **CONFIGS["gru-bi-general-feed"])
-    a = m.translate(SRC, BOS, EOS, beam_size=4, alpha=0.8, penalty="gnmt", n_best=4)
-    raw = {}
-    for hyps, src in zip(a, SRC, strict=True):
-        logp, _ = m.score([src] * len(hyps), [h.tokens for h in hyps], BOS, EOS)
-        for h, lp in zip(hyps, logp, strict=True):
-            T = len(h.tokens) + 1  # max_len is not reached with these limits
-            assert abs(h.score - lp / ((5 + T) / 6) ** 0.8) < 1e-9
-        raw[len(src)] = logp
+    m.params["generator.bias"][EOS] += 1.0  # some short outputs among the best
+    same = []
+    for src in SRC:
+        every = _every_output(m, src, 3)
+        assert len(every) == 1 + 5 + 25 + 125
+        ended = [(y, lp) for y, lp, e in every if e]
+        teacher, _ = m.score([src] * len(ended), [y for y, _ in ended], BOS, EOS)
+        assert np.allclose(teacher, [lp for _, lp in ended], atol=1e-12)  # the walk is right
+        gnmt = sorted(((lp / ((5 + len(y) + e) / 6) ** alpha, y) for y, lp, e in every),
+                      key=lambda t: -t[0])  # fmt: skip
+        (hyps,) = m.translate([src], BOS, EOS, beam_size=len(every), alpha=alpha,
+                              penalty="gnmt", n_best=8, max_len_a=0, max_len_b=3)  # fmt: skip
+        assert [h.tokens for h in hyps] == [y for _, y in gnmt[:8]]
+        assert np.allclose([h.score for h in hyps], [v for v, _ in gnmt[:8]], atol=1e-9)
+        raw = [y for y, _, _ in sorted(every, key=lambda t: -t[1])[:8]]
+        same.append(raw == [h.tokens for h in hyps])
+    assert all(same) if alpha == 0.0 else not all(same)  # the penalty matters here
+
+
+def test_translate_errors():
+    m = _model(seed=4, **CONFIGS["gru-bi-general-feed"])
     with pytest.raises(ValueError, match="beam size"):
         m.translate(SRC, BOS, EOS, beam_size=0)
     with pytest.raises(ValueError, match="n-best"):

@@ -14,7 +14,6 @@ from rnnkit.text.vocab import Vocab
 from rnnkit.train import TBPTTStream, batchify
 
 PTB = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"
-needs_ptb = pytest.mark.skipif(not (PTB / "ptb.train.txt").exists(), reason="PTB not present")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +39,6 @@ def test_tiny_shakespeare_char_vocab(shakespeare):
     assert v.decode(ids) == shakespeare
 
 
-@needs_ptb
 def test_ptb_word_vocab_and_sizes(ptb_vocab):
     # Zaremba et al. 2014 / Mikolov: 10k words including <eos>; the TensorFlow PTB tutorial
     # (Zaremba's setup) reports 929k train, 73k valid and 82k test words.
@@ -60,7 +58,6 @@ def test_ptb_word_vocab_and_sizes(ptb_vocab):
     strict.encode(read_text(PTB / "ptb.test.txt"))
 
 
-@needs_ptb
 def test_ptb_char_files_as_symbols():
     # Characters separated by spaces, "_" between words: 49 symbols (data README) + <eos>,
     # the vocabulary size of 50 used for PTB characters by Zaremba's code.
@@ -70,7 +67,6 @@ def test_ptb_char_files_as_symbols():
     assert len(v.encode(text)) == 389_672 + 3_370
 
 
-@needs_ptb
 def test_zaremba_epoch_size(ptb_vocab):
     # TensorFlow PTB tutorial: epoch_size = ((len(data) // batch_size) - 1) // num_steps.
     ids = ptb_vocab.encode(read_text(PTB / "ptb.train.txt"))
