@@ -74,6 +74,13 @@ class Command:
         """What to watch for saves in progress: the checkpoint's parent."""
         return self.checkpoint_path(out).parent
 
+    def done(self, out: Path) -> bool:
+        """Whether a run into ``out`` finished (vectors written, or summary.json complete)."""
+        if self.name == "embed":
+            return out.exists()
+        summary = out / "summary.json"
+        return summary.exists() and json.loads(summary.read_text()).get("complete") is True
+
     def result(self, out: Path) -> dict[str, Any]:
         """What a finished run produced: per-step losses and a digest of the final weights."""
         if self.name == "embed":
@@ -88,8 +95,9 @@ class Command:
                 "weights_sha256": hashlib.sha256(weights).hexdigest()}  # fmt: skip
 
 
-def make_commands(data: Path, every: str = "1") -> dict[str, Command]:
-    """The four train commands on tiny data written into ``data`` (deterministic)."""
+def make_commands(data: Path, every: str = "1", epochs: int = 2) -> dict[str, Command]:
+    """The four train commands on tiny data written into ``data`` (deterministic), saving
+    every ``every`` steps (embed: blocks) for ``epochs`` epochs (embed: twice as many)."""
     data.mkdir(parents=True, exist_ok=True)
     rng = random.Random(0)
     (data / "text.txt").write_text("\n".join(_sentences(rng, 60)) + "\n")
@@ -98,9 +106,9 @@ def make_commands(data: Path, every: str = "1") -> dict[str, Command]:
     src = _sentences(rng, 32, 2, 6)
     (data / "train.src").write_text("\n".join(src) + "\n")
     (data / "train.tgt").write_text("\n".join(" ".join(reversed(s.split())) for s in src) + "\n")
-    (data / "corpus.txt").write_text("\n".join(_sentences(rng, 4000, 5, 15)) + "\n")
-    small = ["--epochs", "2", "--seed", "3", "--checkpoint-every", every, "--log-every", "1",
-             "--hidden", "8", "--embed", "8", "--batch-size", "4"]  # fmt: skip
+    (data / "corpus.txt").write_text("\n".join(_sentences(rng, 6000, 5, 15)) + "\n")
+    small = ["--epochs", str(epochs), "--seed", "3", "--checkpoint-every", every,
+             "--log-every", "1", "--hidden", "8", "--embed", "8", "--batch-size", "4"]  # fmt: skip
     return {
         "lm": Command(
             "lm",
@@ -120,7 +128,16 @@ def make_commands(data: Path, every: str = "1") -> dict[str, Command]:
         "embed": Command(
             "embed",
             ["embed", "train", str(data / "corpus.txt")],
-            ["--dim", "8", "--epochs", "3", "--min-count", "1", "--checkpoint-every", every],
+            [
+                "--dim",
+                "8",
+                "--epochs",
+                str(2 * epochs),
+                "--min-count",
+                "1",
+                "--checkpoint-every",
+                every,
+            ],
             "OUT.train/checkpoint",
             ["--out", "OUT", "--quiet"],
         ),  # fmt: skip
@@ -165,7 +182,7 @@ def kill_run(cmd: Command, out: Path, mode: str, delay: float, nth_save: int, lo
              ) -> dict[str, Any]:  # fmt: skip
     """Start the command and SIGKILL it: after ``delay`` seconds (``mode="random"``) or while
     its ``nth_save``-th observed save is in progress (``mode="save"``; at ``delay`` at the
-    latest). Returns what happened."""
+    latest); ``mode="watch"`` only counts the saves it sees. Returns what happened."""
     folder, name = cmd.folder(out), cmd.checkpoint_path(out).name
     with open(log, "wb") as f:
         proc = subprocess.Popen(_rnnkit(cmd.args(out)), stdout=f, stderr=subprocess.STDOUT,
@@ -173,12 +190,12 @@ def kill_run(cmd: Command, out: Path, mode: str, delay: float, nth_save: int, lo
         t0 = time.monotonic()
         seen, was_saving, during_save = 0, False, False
         while proc.poll() is None and time.monotonic() - t0 < delay:
-            if mode == "save":
+            if mode in ("save", "watch"):
                 now = _saving(folder, name)
                 if now and not was_saving:
                     seen += 1
                 was_saving = now
-                if now and seen >= nth_save:
+                if mode == "save" and now and seen >= nth_save:
                     during_save = True
                     break
                 time.sleep(0.0005)
@@ -189,6 +206,7 @@ def kill_run(cmd: Command, out: Path, mode: str, delay: float, nth_save: int, lo
             proc.send_signal(signal.SIGKILL)
         proc.wait()
     return {"killed_after_s": round(time.monotonic() - t0, 3), "finished_first": finished,
+            "saves_seen": seen,
             "during_save": during_save or (not finished and _saving(folder, name))}  # fmt: skip
 
 
@@ -259,36 +277,39 @@ def trial(cmd: Command, reference: dict[str, Any], work: Path, mode: str, delay:
     return t
 
 
-def reference_run(cmd: Command, work: Path) -> tuple[dict[str, Any], float]:
-    """The uninterrupted run: its result and how long it took."""
+def reference_run(cmd: Command, work: Path) -> tuple[dict[str, Any], float, int]:
+    """The uninterrupted run: its result, how long it took and how many saves were seen."""
     out = work / ("vectors.txt" if cmd.name == "embed" else "run")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    t0 = time.monotonic()
-    rc, text = run_to_end(cmd, out, False, work / "reference.log")
-    if rc != 0:
-        raise RuntimeError(f"reference run of {cmd.name} failed ({rc}): {text[-2000:]}")
-    return cmd.result(out), time.monotonic() - t0
+    watched = kill_run(cmd, out, "watch", TIMEOUT, 0, work / "reference.log")
+    text = (work / "reference.log").read_text(errors="replace")
+    if not watched["finished_first"] or "Traceback" in text or not cmd.done(out):
+        raise RuntimeError(f"reference run of {cmd.name} failed: {text[-2000:]}")
+    return cmd.result(out), watched["killed_after_s"], watched["saves_seen"]
 
 
 def run_trials(commands: dict[str, Command], trials: int, work: Path, seed: int = 0,
-               echo: Callable[[str], None] = print) -> list[Trial]:  # fmt: skip
-    """``trials`` kills spread evenly over ``commands``, alternating a random moment and a
-    save in progress; returns every trial."""
+               echo: Callable[[str], None] = print, modes: tuple[str, ...] = ("random", "save")
+               ) -> list[Trial]:  # fmt: skip
+    """``trials`` kills spread evenly over ``commands``, taking turns through ``modes`` (a
+    random moment, a save in progress); returns every trial."""
     rng = random.Random(seed)
     names = list(commands)
     results: list[Trial] = []
     refs = {}
     for name in names:
         refs[name] = reference_run(commands[name], work / name / "reference")
-        echo(f"{name}: reference run {refs[name][1]:.1f} s")
+        echo(f"{name}: reference run {refs[name][1]:.1f} s, {refs[name][2]} saves seen")
     for i in range(trials):
         name = names[i % len(names)]
-        ref, seconds = refs[name]
-        mode = "save" if (i // len(names)) % 2 else "random"
-        # random: anywhere from start-up to the end; save: the k-th save seen
-        delay = rng.uniform(0.5, seconds) if mode == "random" else seconds * 1.5
-        t = trial(commands[name], ref, work / name / "trial", mode, delay, rng.randint(1, 12))
+        ref, seconds, saves = refs[name]
+        mode = modes[(i // len(names)) % len(modes)]
+        # random: anywhere from start-up to the end; save: the k-th save seen, k drawn from
+        # those the reference run showed (a lower bound: the quickest saves go unseen)
+        delay = rng.uniform(0.5, seconds) if mode == "random" else seconds * 3
+        nth = rng.randint(1, max(saves, 1))
+        t = trial(commands[name], ref, work / name / "trial", mode, delay, nth)
         results.append(t)
         echo(f"[{i + 1}/{trials}] {name:8s} {mode:6s} kill at {t.killed_after_s:6.2f} s "
              f"save={'y' if t.during_save else 'n'} checkpoint={t.checkpoint}"
