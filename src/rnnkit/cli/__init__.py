@@ -10,7 +10,20 @@ import sys
 
 import click
 
-from rnnkit.cli import caption, classify, diagnostics, embed, export, lm, mt, music, ngram, qa, tag
+from rnnkit.cli import (
+    caption,
+    classify,
+    diagnostics,
+    embed,
+    export,
+    lm,
+    mt,
+    music,
+    ngram,
+    options,
+    qa,
+    tag,
+)
 from rnnkit.engine.backend import BACKENDS, get_backend, set_backend
 from rnnkit.io import RnnkitError
 from rnnkit.train.distributed import (
@@ -79,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     rnnkit, version ...
     0
     """
+    options.INVOCATION[:] = sys.argv[1:] if argv is None else [str(a) for a in argv]
     try:
         rv = cli.main(args=argv, prog_name="rnnkit", standalone_mode=False)
     except click.exceptions.Abort:
