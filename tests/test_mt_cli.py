@@ -169,6 +169,9 @@ def test_analyze_and_attention(trained, files, tmp_path, capsys):
     data = json.loads(js.read_text())
     c = data["counts"]
     assert c["correct"] + c["search"] + c["model"] == c["pairs"] == 12
+    rec = json.loads((trained / "scores.jsonl").read_text().splitlines()[-1])  # on record
+    assert rec["data"] == [files["vsrc"], files["vtgt"]] and rec["figures"]["counts"] == c
+    assert rec["figures"]["bleu"] == data["bleu"] and rec["command"][:2] == ["rnnkit", "mt"]
     for row in data["rows"]:
         if row["verdict"] == "search":
             assert row["ref_score"] > row["out_score"]

@@ -19,6 +19,7 @@ from rnnkit.cli.options import (
     config_option,
     loop_options,
     read_inputs,
+    record_eval,
     run_options,
     run_train,
 )
@@ -198,7 +199,8 @@ def analyze_cmd(
     """Beam search or model? Seed 002's error analysis over --src/--ref pairs.
 
     For each pair whose beam output y^ differs from the reference y*, compare the model's
-    scores log P(y|x) / T^alpha: y* higher -> a search error, else a model error.
+    scores log P(y|x) / T^alpha: y* higher -> a search error, else a model error. The
+    BLEU and counts are appended to RUN/scores.jsonl (commit, command, data SHA-256).
     """
     if penalty != "length":
         raise click.UsageError("analyze compares log P / T^alpha; use --penalty length")
@@ -207,6 +209,8 @@ def analyze_cmd(
                          skip_empty=False)  # fmt: skip
     result = analyze(tr, data, beam_size=beam_size, alpha=alpha, max_len_a=max_len_a,
                      max_len_b=max_len_b)  # fmt: skip
+    record_eval(checkpoint, [src, ref], {"bleu": result["bleu"].score, "counts": result["counts"],
+                                         "beam_size": beam_size, "alpha": alpha})  # fmt: skip
     click.echo(format_analysis(result, examples))
     if json_out:
         from dataclasses import asdict
