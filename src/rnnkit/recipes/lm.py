@@ -391,15 +391,19 @@ def train_lm(
     else:
         logger = QuietLog(cfg.log_every)
 
-    def save_best() -> None:  # rank 0: the weights of the best validation epoch, no state
+    def write(folder: str, trainer: dict[str, Any], **state: Any) -> None:  # rank 0
         save_checkpoint(
-            out / "best",
+            out / folder,
             kind=KIND,
             params=model.params,
             config={"model": model.config.to_dict(), "train": asdict(cfg), "data": data or {}},
             vocab=vocab.to_json(),
-            trainer={"epoch": best_epoch, "step": step, "valid_loss": best_loss},
+            trainer=trainer,
+            **state,
         )
+
+    def save_best() -> None:  # rank 0: the weights of the best validation epoch, no state
+        write("best", {"epoch": best_epoch, "step": step, "valid_loss": best_loss})
 
     def save() -> None:  # every process calls it: the carried state is gathered to rank 0
         arrays = {}
@@ -409,24 +413,16 @@ def train_lm(
             arrays = dict(zip(("h", "c"), whole, strict=False))
         if not world.root:
             return
-        save_checkpoint(
-            out / "checkpoint",
-            kind=KIND,
-            params=model.params,
-            config={"model": model.config.to_dict(), "train": asdict(cfg), "data": data or {}},
-            vocab=vocab.to_json(),
-            trainer={
-                "step": step,
-                "stream": stream.state_dict(),
-                "schedule": sched.state_dict(),
-                "rng": rng_state(rng),
-                "best_valid_loss": best_loss,
-                "best_epoch": best_epoch,
-                **({"world_size": world.size} if world.size > 1 else {}),
-            },  # fmt: skip
-            optimizer=opt.state_dict(),
-            arrays=arrays,
-        )
+        trainer = {
+            "step": step,
+            "stream": stream.state_dict(),
+            "schedule": sched.state_dict(),
+            "rng": rng_state(rng),
+            "best_valid_loss": best_loss,
+            "best_epoch": best_epoch,
+            **({"world_size": world.size} if world.size > 1 else {}),
+        }
+        write("checkpoint", trainer, optimizer=opt.state_dict(), arrays=arrays)
 
     procs = f" on {world.size} processes" if world.size > 1 else ""
     echo(
