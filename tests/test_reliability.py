@@ -259,7 +259,20 @@ def test_second_run_into_a_folder_is_refused_naming_the_first(tmp_path, capsys):
         holder.wait()
     assert lock_holder(out) == holder.pid  # the stale lock file is still there
     assert main([*LM, str(tmp_path / "t.txt"), "--out", str(out), "--max-steps", "2"]) == 0
-    assert lock_holder(out) == os.getpid()
+    assert lock_holder(out) is None and not (out / LOCK_FILE).exists()  # given up at the end
+
+
+def test_a_run_that_fails_on_its_input_leaves_no_folder_and_no_lock(tmp_path, capsys):
+    (tmp_path / "short.txt").write_text("too short\n")
+    out = tmp_path / "run"
+    assert main([*LM, str(tmp_path / "short.txt"), "--out", str(out)]) == 1
+    assert _one_line(capsys).startswith("rnnkit: error: ")
+    assert not out.exists()
+    holder = subprocess.run(
+        [sys.executable, "-c", f"from rnnkit.train.lock import lock_run; lock_run({str(out)!r})"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert holder.returncode == 0, holder.stderr  # nothing held by this process either
 
 
 def test_lock_is_reentrant_in_one_process_and_released(tmp_path):

@@ -21,6 +21,7 @@ from rnnkit.io import RnnkitError, read_lines
 from rnnkit.train import runconfig
 from rnnkit.train.checkpoint import DEFAULT_INTERVAL, parse_interval
 from rnnkit.train.distributed import get_world
+from rnnkit.train.lock import locks_taken_released
 from rnnkit.train.scores import SCORES, record_score, run_folder
 
 # the command line of this call of rnnkit.cli.main (recorded with test scores)
@@ -132,8 +133,9 @@ def run_train(
     if resume:
         check_resume(settings, resume_extra, data=data)
     world = get_world()  # under mpiexec: joins the other processes; only rank 0 prints
-    summary = run(settings, out, resume=resume, progress=progress, max_steps=max_steps,
-                  echo=world.echo(click.echo))  # fmt: skip
+    with locks_taken_released():  # also when the run fails before its loop
+        summary = run(settings, out, resume=resume, progress=progress, max_steps=max_steps,
+                      echo=world.echo(click.echo))  # fmt: skip
     exit_if_interrupted(summary)
 
 

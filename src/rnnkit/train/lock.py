@@ -8,7 +8,10 @@ recognised as stale and taken over. Where ``flock`` is not supported (some netwo
 systems) the PID alone decides: a lock whose process no longer exists is stale.
 
 Within one process the lock is re-entrant (a resumed run in the same Python session takes it
-again); :func:`release_run_lock` gives it up at the end of a run.
+again); :func:`release_run_lock` gives it up at the end of a run and deletes the lock file
+(while still holding it, so that no other process can be holding the deleted file's lock),
+and the folder too if taking the lock created it and it is still empty (a run that failed on
+its input leaves nothing behind).
 
 >>> import tempfile, pathlib
 >>> out = pathlib.Path(tempfile.mkdtemp()) / "run"
@@ -33,10 +36,17 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_FILE", "lock_holder", "lock_run", "release_run_lock", "run_lock_released"]
+__all__ = [
+    "LOCK_FILE",
+    "lock_holder",
+    "lock_run",
+    "locks_taken_released",
+    "release_run_lock",
+    "run_lock_released",
+]
 
 LOCK_FILE = ".lock"
-_held: dict[Path, int] = {}  # folder -> open file descriptor holding the flock
+_held: dict[Path, tuple[int, bool]] = {}  # folder -> (descriptor holding the flock, created)
 
 
 def lock_holder(out: str | os.PathLike[str]) -> int | None:
@@ -69,6 +79,7 @@ def lock_run(out: str | os.PathLike[str]) -> None:
     folder = Path(out).resolve()
     if folder in _held:
         return
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -97,7 +108,7 @@ def lock_run(out: str | os.PathLike[str]) -> None:
     except OSError as e:
         os.close(fd)
         raise RnnkitError(f"{path}: cannot write the lock ({e.strerror})") from None
-    _held[folder] = fd
+    _held[folder] = (fd, created)
 
 
 def _flock(fd: int) -> bool:
@@ -118,12 +129,32 @@ def _flock(fd: int) -> bool:
 
 
 def release_run_lock(out: str | os.PathLike[str]) -> None:
-    """Give up this process's lock of ``out`` (nothing if it holds none). The file stays:
-    without the flock it is stale, and removing it could race with a new holder."""
-    fd = _held.pop(Path(out).resolve(), None)
-    if fd is not None:
+    """Give up this process's lock of ``out`` (nothing if it holds none): delete the lock
+    file, then drop the flock; remove the folder if the lock created it and it is empty."""
+    folder = Path(out).resolve()
+    held = _held.pop(folder, None)
+    if held is None:
+        return
+    fd, created = held
+    with contextlib.suppress(OSError):
+        os.unlink(folder / LOCK_FILE)
+    with contextlib.suppress(OSError):
+        os.close(fd)
+    if created:
         with contextlib.suppress(OSError):
-            os.close(fd)
+            folder.rmdir()  # only if empty
+
+
+@contextlib.contextmanager
+def locks_taken_released() -> Iterator[None]:
+    """A block at whose end every run lock it took is given up (a command that failed
+    before its training loop, which gives up its own, began)."""
+    before = set(_held)
+    try:
+        yield
+    finally:
+        for folder in set(_held) - before:
+            release_run_lock(folder)
 
 
 @contextlib.contextmanager

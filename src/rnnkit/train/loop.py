@@ -157,7 +157,10 @@ def run_checkpoint(path: str | Path) -> Path:
     """A run folder (its best/ weights, else its checkpoint/) or a checkpoint folder."""
     p = Path(path)
     for sub in ("best", "checkpoint"):
-        if (p / sub / "checkpoint.json").exists():
+        # a complete checkpoint, or (after a kill between the renames of a save) one beside
+        if (p / sub / "checkpoint.json").exists() or (
+            not (p / sub).exists() and checkpoint_exists(p / sub)
+        ):
             return p / sub
     return p
 
