@@ -43,7 +43,7 @@ from rnnkit.io import RnnkitError
 from rnnkit.train.checkpoint import checkpoint_exists, load_checkpoint
 
 WORDS = "the a cat dog sat ran on under mat log big small red blue saw ate fish bird".split()
-TIMEOUT = 300.0  # seconds a resumed run may take before it counts as a hang
+TIMEOUT = 900.0  # seconds a run may take before it counts as a hang (a loaded machine)
 
 
 # --- tiny data and command lines ------------------------------------------------------------
@@ -298,6 +298,14 @@ def run_trials(commands: dict[str, Command], trials: int, work: Path, seed: int 
     names = list(commands)
     results: list[Trial] = []
     refs = {}
+    for name in names:  # compile (or load) numba's kernels once, outside every timing
+        warm = work / name / "warm-up"
+        shutil.rmtree(warm, ignore_errors=True)
+        warm.mkdir(parents=True)
+        out = warm / ("vectors.txt" if name == "embed" else "run")
+        with open(warm / "log", "wb") as f:
+            subprocess.run(_rnnkit([*commands[name].args(out), "--max-steps", "1"]), stdout=f,
+                           stderr=subprocess.STDOUT, env=_env(), timeout=TIMEOUT)  # fmt: skip
     for name in names:
         refs[name] = reference_run(commands[name], work / name / "reference")
         echo(f"{name}: reference run {refs[name][1]:.1f} s, {refs[name][2]} saves seen")
@@ -351,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = make_commands(args.work / "data")
     chosen = {n: commands[n] for n in args.commands.split(",")}
     t0 = time.monotonic()
-    results = run_trials(chosen, args.trials, args.work, args.seed)
+    results = run_trials(chosen, args.trials, args.work, args.seed,
+                         echo=lambda line: print(line, flush=True))  # fmt: skip
     summary = summarize(results)
     summary["seconds"] = round(time.monotonic() - t0, 1)
     summary["command"] = "python tools/faults/crash.py " + " ".join(argv or sys.argv[1:])
