@@ -101,7 +101,7 @@ TOML = b'hidden = 32\nlr = 0.001\ntrain = ["a.txt"]\nclip_norm = false\n'
 # --- mutations --------------------------------------------------------------------------------
 
 ODD_NUMBERS = [b"0", b"-1", b"1000000000", b"1000000000000", b"99999999999999999999999", b"1e308",
-               b"nan", b"inf", b"-0", b"0x10", b"\xd9\xa3", b""]  # fmt: skip
+               b"nan", b"inf", b"-0", b"0x10", b"\xd9\xa3", b"", b"9" * 5000]  # fmt: skip
 
 
 @st.composite
@@ -119,7 +119,8 @@ def mutated(draw: st.DrawFn, seed: bytes) -> bytes:
             del data[pos:]
         elif op == "insert":
             data[pos:pos] = draw(st.binary(min_size=1, max_size=8) | st.sampled_from(
-                [b"\n", b"\t", b" ", b"\r\n", b"\x00", b"\xff", b"\\", b"\\end\\\n"]))  # fmt: skip
+                [b"\n", b"\t", b" ", b"\r\n", b"\x00", b"\xff", b"\\", b"\\end\\\n",
+                 b"[" * 5000, b"{" * 5000, b"9" * 5000]))  # fmt: skip
         elif op == "delete":
             del data[pos : pos + draw(st.integers(1, 16))]
         elif op == "line":
@@ -418,3 +419,37 @@ def test_gzip_members_and_truncation(tmp_path):
     path.write_bytes(gzip.compress(b"good film\t1\n" * 100)[:-9])
     with pytest.raises(RnnkitError, match=r"two\.tsv\.gz: corrupt gzip file"):
         read_labelled_tsv(path)
+
+
+def test_json_and_toml_nested_too_deep_or_numbers_too_long(tmp_path):
+    """Found while fuzzing the checkpoint's JSON: json.loads raises RecursionError on [[[[...
+    and ValueError (not JSONDecodeError) on a 5000-digit integer; tomllib recurses too."""
+    for text in ("[" * 100_000, '{"tokens": [' + "9" * 5000 + "]}"):
+        with pytest.raises(RnnkitError, match="vocabulary: invalid JSON"):
+            Vocab.from_json(text)
+    (tmp_path / "deep.toml").write_text("a = " + "[" * 100_000)
+    with pytest.raises(RnnkitError, match=r"deep\.toml: not valid TOML: nested too deep"):
+        read_config(tmp_path / "deep.toml")
+    (tmp_path / "long.toml").write_text("hidden = " + "9" * 5000)
+    with pytest.raises(RnnkitError, match=r"long\.toml: not valid TOML: Exceeds the limit"):
+        read_config(tmp_path / "long.toml")
+
+
+def test_header_counts_of_thousands_of_digits(tmp_path):
+    """Found after adding 5000-digit numbers to the mutations: int() of more than 4300
+    digits raises ValueError (not RnnkitError): word2vec and ARPA headers, bAbI IDs."""
+    big = "9" * 5000
+    (tmp_path / "h.vec").write_text(f"{big} 4\nthe 1 2 3 4\n")
+    with pytest.raises(RnnkitError, match=r"h\.vec: line 1: header numbers too large"):
+        KeyedVectors.load_word2vec_format(tmp_path / "h.vec")
+    with pytest.raises(RnnkitError, match=r"h\.vec:1: expected a header 'N D'"):
+        read_word2vec_text(tmp_path / "h.vec", build_word_vocab([["the"]]))
+    (tmp_path / "qa1_h.txt").write_text(f"{big} Mary moved.\n")
+    with pytest.raises(RnnkitError, match=r"qa1_h\.txt:1: expected 'ID text'"):
+        read_babi(tmp_path / "qa1_h.txt")
+    (tmp_path / "qa1_s.txt").write_text(f"1 Mary moved.\n2 Where is Mary?\toffice\t{big}\n")
+    with pytest.raises(RnnkitError, match=r"qa1_s\.txt:2: supporting fact"):
+        read_babi(tmp_path / "qa1_s.txt")
+    (tmp_path / "h.arpa").write_text(f"\\data\\\nngram 1={big}\n")
+    with pytest.raises(RnnkitError, match=r"h\.arpa:2: count too large"):
+        read_arpa(tmp_path / "h.arpa")

@@ -74,13 +74,6 @@ class Command:
         """What to watch for saves in progress: the checkpoint's parent."""
         return self.checkpoint_path(out).parent
 
-    def done(self, out: Path) -> bool:
-        """Whether a run into ``out`` finished (vectors written, or summary.json complete)."""
-        if self.name == "embed":
-            return out.exists()
-        summary = out / "summary.json"
-        return summary.exists() and json.loads(summary.read_text()).get("complete") is True
-
     def result(self, out: Path) -> dict[str, Any]:
         """What a finished run produced: per-step losses and a digest of the final weights."""
         if self.name == "embed":
@@ -206,7 +199,7 @@ def kill_run(cmd: Command, out: Path, mode: str, delay: float, nth_save: int, lo
             proc.send_signal(signal.SIGKILL)
         proc.wait()
     return {"killed_after_s": round(time.monotonic() - t0, 3), "finished_first": finished,
-            "saves_seen": seen,
+            "saves_seen": seen, "returncode": proc.returncode,
             "during_save": during_save or (not finished and _saving(folder, name))}  # fmt: skip
 
 
@@ -284,7 +277,7 @@ def reference_run(cmd: Command, work: Path) -> tuple[dict[str, Any], float, int]
     work.mkdir(parents=True)
     watched = kill_run(cmd, out, "watch", TIMEOUT, 0, work / "reference.log")
     text = (work / "reference.log").read_text(errors="replace")
-    if not watched["finished_first"] or "Traceback" in text or not cmd.done(out):
+    if watched["returncode"] != 0 or "Traceback" in text:
         raise RuntimeError(f"reference run of {cmd.name} failed: {text[-2000:]}")
     return cmd.result(out), watched["killed_after_s"], watched["saves_seen"]
 

@@ -518,6 +518,8 @@ class KeyedVectors:
         first = data[: nl if nl >= 0 else len(data)]
         head = first.split()
         if len(head) == 2 and all(t.isdigit() for t in head):
+            if max(len(t) for t in head) > 18:  # beyond int64; int() of 4300+ digits raises
+                raise RnnkitError(f"{path}: line 1: header numbers too large ({first[:60]!r})")
             v, e = int(head[0]), int(head[1])
             if v < 1 or e < 1:
                 raise RnnkitError(f"{path}: line 1: header says {v} words of size {e}")

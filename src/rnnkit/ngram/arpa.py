@@ -216,6 +216,8 @@ def read_arpa(path: str | os.PathLike[str]) -> NgramModel:
     sizes: list[int] = []
     while i < len(lines) and lines[i].strip():
         m = _COUNT_LINE.fullmatch(lines[i].strip())
+        if m and max(len(m[1]), len(m[2])) > 18:  # beyond int64; int() of 4300+ digits raises
+            raise RnnkitError(f"{where}:{i + 1}: count too large in {lines[i][:60]!r}")
         if not m or int(m[1]) != len(sizes) + 1:
             raise RnnkitError(
                 f"{where}:{i + 1}: expected 'ngram {len(sizes) + 1}=COUNT', got {lines[i]!r}"

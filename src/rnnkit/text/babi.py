@@ -121,7 +121,7 @@ def read_babi(path: str | Path, task: int | None = None) -> BabiData:
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        m = re.match(r"\s*(\d+) (.*)$", line)
+        m = re.match(r"\s*(\d{1,18}) (.*)$", line)  # int() of 4300+ digits would raise
         if m is None:
             raise RnnkitError(f"{where}:{lineno}: expected 'ID text' (a number, a space, a "
                               f"sentence), got {line[:50]!r}")  # fmt: skip
@@ -157,7 +157,7 @@ def read_babi(path: str | Path, task: int | None = None) -> BabiData:
             raise RnnkitError(f"{where}:{lineno}: question before any statement of its story")
         support = []
         for tok in fields_[2].split() if len(fields_) == 3 else []:
-            if not tok.isdigit() or int(tok) not in ids:
+            if not tok.isdigit() or len(tok) > 18 or int(tok) not in ids:
                 raise RnnkitError(f"{where}:{lineno}: supporting fact {tok!r} is not the ID of "
                                   "an earlier statement of this story")  # fmt: skip
             support.append(ids[int(tok)])

@@ -73,7 +73,7 @@ def read_word2vec_text(
     """
     lines = read_lines(path, encoding)
     header = lines[0].split()
-    if len(header) != 2 or not all(h.isdigit() for h in header):
+    if len(header) != 2 or not all(h.isdigit() and len(h) <= 18 for h in header):
         raise RnnkitError(f"{path}:1: expected a header 'N D' (count and dimension), got "
                           f"{lines[0][:60]!r}")  # fmt: skip
     n, dim = int(header[0]), int(header[1])
@@ -132,7 +132,7 @@ def word2vec_dim(path: str | Path) -> int:
     3
     """
     head = read_lines(path)[0].split()
-    if len(head) != 2 or not head[1].isdigit():
+    if len(head) != 2 or not head[1].isdigit() or len(head[1]) > 18:
         raise RnnkitError(f"{path}:1: expected a header 'N D' (count and dimension)")
     return int(head[1])
 

@@ -346,8 +346,8 @@ character 4); the vocabulary has no unknown token
         if isinstance(obj, str):
             try:
                 obj = json.loads(obj)
-            except json.JSONDecodeError as e:
-                raise RnnkitError(f"vocabulary: invalid JSON ({e})") from None
+            except (ValueError, RecursionError) as e:  # also [[[[..., a 5000-digit number
+                raise RnnkitError(f"vocabulary: invalid JSON ({type(e).__name__}: {e})") from None
         if not isinstance(obj, Mapping):
             raise RnnkitError("vocabulary: expected a JSON object")
         tokens = obj.get("tokens")

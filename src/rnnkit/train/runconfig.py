@@ -82,6 +82,10 @@ def read_config(path: str | Path) -> dict[str, Any]:
         raise RnnkitError(f"{p}: not UTF-8 text (byte offset {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise RnnkitError(f"{p}: not valid TOML: {e}") from None
+    except RecursionError:  # arrays nested thousands deep
+        raise RnnkitError(f"{p}: not valid TOML: nested too deep") from None
+    except ValueError as e:  # an integer of thousands of digits
+        raise RnnkitError(f"{p}: not valid TOML: {e}") from None
 
 
 def setting_types(schemas: Sequence[type]) -> dict[str, str]:
