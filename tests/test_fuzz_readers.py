@@ -187,55 +187,37 @@ def test_seed_files_parse():
     assert read_config(write("s.toml", TOML))["hidden"] == 32
 
 
+PRETRAINED_VOCAB = build_word_vocab([["the", "cat", "sat"]])
+# reader name -> (seed file, how to read a mutated copy: its bytes and a flag drawn per example)
+READERS = {
+    "arpa": (ARPA, lambda data, flag: read_arpa(write("f.arpa", data))),
+    "word2vec text": (W2V_TEXT, lambda data, flag: KeyedVectors.load_word2vec_format(
+        write("f.vec", data), binary=None if flag else False)),
+    "word2vec text or binary": (W2V_TEXT, lambda data, flag: KeyedVectors.load_word2vec_format(
+        write("f.vec", data), binary=flag)),
+    "word2vec binary (gz)": (W2V_BINARY, lambda data, flag: KeyedVectors.load_word2vec_format(
+        write("f.bin", data, gz=flag), binary=True)),
+    "glove text": (GLOVE_TEXT, lambda data, flag: KeyedVectors.load_word2vec_format(
+        write("f.glove", data))),
+    "pretrained vectors": (W2V_TEXT, lambda data, flag: read_word2vec_text(
+        write("f.pre", data, gz=flag), PRETRAINED_VOCAB)),
+    "labelled tsv (gz)": (TSV, lambda data, flag: read_labelled_tsv(write("f.tsv", data, flag))),
+    "conll": (CONLL, lambda data, flag: read_tagged(write("f.conll", data))),
+    "conllu": (CONLLU, lambda data, flag: read_tagged(write("f.conllu", data))),
+    "babi": (BABI, lambda data, flag: read_babi(write("qa1_f.txt", data, gz=flag))),
+    "vocabulary json": (VOCAB, lambda data, flag: Vocab.from_json(
+        data.decode("utf-8", errors="replace"))),
+    "run config toml": (TOML, lambda data, flag: read_config(write("f.toml", data))),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("reader", sorted(READERS))
 @FUZZ
-@given(mutated(ARPA))
-def test_fuzz_arpa(data):
-    parses_or_one_line(lambda: read_arpa(write("f.arpa", data)))
-
-
-@FUZZ
-@given(mutated(W2V_TEXT), st.sampled_from([None, False, True]))
-def test_fuzz_word2vec_text(data, binary):
-    parses_or_one_line(lambda: KeyedVectors.load_word2vec_format(write("f.vec", data), binary))
-
-
-@FUZZ
-@given(mutated(GLOVE_TEXT))
-def test_fuzz_glove_text(data):
-    parses_or_one_line(lambda: KeyedVectors.load_word2vec_format(write("f.glove", data)))
-
-
-@FUZZ
-@given(mutated(W2V_BINARY), st.booleans())
-def test_fuzz_word2vec_binary(data, gz):
-    parses_or_one_line(
-        lambda: KeyedVectors.load_word2vec_format(write("f.bin", data, gz), binary=True)
-    )
-
-
-@FUZZ
-@given(mutated(W2V_TEXT))
-def test_fuzz_pretrained_vectors(data):
-    vocab = build_word_vocab([["the", "cat", "sat"]])
-    parses_or_one_line(lambda: read_word2vec_text(write("f.pre", data), vocab))
-
-
-@FUZZ
-@given(mutated(TSV), st.booleans())
-def test_fuzz_labelled_tsv(data, gz):
-    parses_or_one_line(lambda: read_labelled_tsv(write("f.tsv", data, gz)))
-
-
-@FUZZ
-@given(mutated(CONLL))
-def test_fuzz_conll(data):
-    parses_or_one_line(lambda: read_tagged(write("f.conll", data)))
-
-
-@FUZZ
-@given(mutated(CONLLU))
-def test_fuzz_conllu(data):
-    parses_or_one_line(lambda: read_tagged(write("f.conllu", data)))
+@given(data=st.data(), flag=st.booleans())
+def test_fuzz_reader(reader, data, flag):
+    seed, read = READERS[reader]
+    mutant = data.draw(mutated(seed), label="file")
+    parses_or_one_line(lambda: read(mutant, flag))
 
 
 @FUZZ
@@ -245,24 +227,6 @@ def test_fuzz_parallel(src, tgt, gz):
     parses_or_one_line(lambda: read_parallel(str(write("f.de" + suffix, src, gz)),
                                              str(write("f.en" + suffix, tgt, gz)),
                                              max_len=50))  # fmt: skip
-
-
-@FUZZ
-@given(mutated(BABI))
-def test_fuzz_babi(data):
-    parses_or_one_line(lambda: read_babi(write("qa1_f.txt", data)))
-
-
-@FUZZ
-@given(mutated(VOCAB))
-def test_fuzz_vocab_json(data):
-    parses_or_one_line(lambda: Vocab.from_json(data.decode("utf-8", errors="replace")))
-
-
-@FUZZ
-@given(mutated(TOML))
-def test_fuzz_run_config(data):
-    parses_or_one_line(lambda: read_config(write("f.toml", data)))
 
 
 # --- checkpoints: JSON and safetensors, flipped, truncated, lying ----------------------------

@@ -357,10 +357,16 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(results)
     summary["seconds"] = round(time.monotonic() - t0, 1)
     summary["command"] = "python tools/faults/crash.py " + " ".join(argv or sys.argv[1:])
+    return report(summary, results, args.json)
+
+
+def report(summary: dict[str, Any], results: list[Any], path: Path | None) -> int:
+    """Print the counts, write them and every trial to ``path`` (JSON); the exit status:
+    1 if any trial failed."""
     print(json.dumps(summary, indent=1))
-    if args.json is not None:
-        args.json.write_text(json.dumps({**summary, "trials": [asdict(r) for r in results]},
-                                        indent=1))  # fmt: skip
+    if path is not None:
+        path.write_text(json.dumps({**summary, "trials": [asdict(r) for r in results]},
+                                   indent=1))  # fmt: skip
     return 0 if all(r.ok for r in results) else 1
 
 

@@ -21,14 +21,13 @@ Usage (RELIABILITY.md's figures)::
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from crash import (  # noqa: E402  (a tool beside this one)
     _rnnkit,
     make_commands,
     reference_run,
+    report,
     run_to_end,
 )
 
@@ -253,11 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         t["resumed_exact"] += o.exact
     command = "python tools/faults/faults.py " + " ".join(argv or sys.argv[1:])
     summary = {"kinds": table, "skipped (no mount)": skipped, "command": command}
-    print(json.dumps(summary, indent=1))
-    if args.json is not None:
-        args.json.write_text(json.dumps({**summary, "trials": [asdict(o) for o in results]},
-                                        indent=1))  # fmt: skip
-    return 0 if all(o.ok for o in results) else 1
+    return report(summary, results, args.json)
 
 
 if __name__ == "__main__":
