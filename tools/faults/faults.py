@@ -10,8 +10,9 @@ second run into a busy folder, each at a random moment of a real `rnnkit lm trai
   killed), ``--resume`` must finish and equal an uninterrupted run bit for bit.
 
 The disk is a tmpfs of a random size between 24 and 160 KiB, mounted for the trial (a run
-needs about 300 KiB); read-only is a large tmpfs remounted ``ro`` at a random moment. Both
-need root (``mount``); without it those two kinds are skipped and reported so.
+needs about 300 KiB); read-only: a run stopped after a random number of steps on a tmpfs that
+is then remounted ``ro`` (a file system with files open for writing cannot be) and resumed
+there. Both need root (``mount``); without it those two kinds are skipped and reported so.
 
 Usage (RELIABILITY.md's figures)::
 
@@ -124,6 +125,9 @@ def _start(cmd: Command, out: Path, stderr: Path) -> subprocess.Popen:
 
 def disk_trial(cmd: Command, ref: dict[str, Any], work: Path, rng: random.Random,
                read_only: bool, seconds: float) -> Outcome:  # fmt: skip
+    """disk-full: the run starts on a tmpfs too small for it. read-only: a run stopped after
+    k steps (hidden --max-steps: its checkpoint saved) on a tmpfs that is then remounted
+    read-only (a busy file system cannot be), and resumed there."""
     disk = work / "disk"
     size = 64 * 1024 if read_only else rng.randint(24, 160)
     o = Outcome("read-only" if read_only else "disk-full", cmd.name, f"{size} KiB")
@@ -131,20 +135,23 @@ def disk_trial(cmd: Command, ref: dict[str, Any], work: Path, rng: random.Random
         raise RuntimeError("mount failed")
     try:
         out = disk / "run"
-        proc = _start(cmd, out, work / "stderr")
+        resume = False
         if read_only:
-            delay = rng.uniform(0.15, 0.6) * seconds
-            o.setting = f"ro after {delay:.1f} s"
-            time.sleep(delay)
+            k = rng.randint(1, 40)
+            o.setting = f"ro after {k} steps"
+            first = Command(cmd.name, cmd.data, [*cmd.settings, "--max-steps", str(k)],
+                            cmd.checkpoint, cmd.run)  # fmt: skip
+            run_to_end(first, out, False, work / "first.log")
             _remount(disk, "ro")
-        try:
-            proc.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        o.rc = proc.returncode
+            resume = True
+        with open(work / "stderr", "wb") as f:
+            try:
+                o.rc = subprocess.run(_rnnkit(cmd.args(out, resume)), stdout=subprocess.DEVNULL,
+                                      stderr=f, env=_env(), timeout=TIMEOUT).returncode  # fmt: skip
+            except subprocess.TimeoutExpired:
+                o.rc = None
         _error_lines((work / "stderr").read_text(errors="replace"), o)
-        if o.rc == 0:  # the run fit (or ended before the remount): nothing to judge
+        if o.rc == 0:  # the run fit: nothing to judge
             o.one_line = True
         _inspect(cmd, out, o)
         _remount(disk, "rw,size=64m")  # the fault is gone
