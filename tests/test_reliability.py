@@ -310,6 +310,26 @@ def test_sigterm_saves_and_exits_143_with_a_message(tmp_path):
     assert step >= 1 and f"stopped at step {step}:" in stdout
 
 
+def test_sigterm_outside_the_loop_is_a_line_and_143(capsys):
+    """Found by tools/faults/faults.py: a SIGTERM after the loop (scoring the best epoch)
+    met Python's default action and the process ended silently (status -15)."""
+    import click
+
+    from rnnkit.cli.options import run_train
+    from rnnkit.recipes.lm import LMData
+
+    def run(settings, out, **kw):
+        os.kill(os.getpid(), signal.SIGTERM)  # as if it came while scoring
+        time.sleep(5)
+        return {"interrupted": False}
+
+    with pytest.raises(click.exceptions.Exit) as e:
+        run_train(run, {}, LMData, "out", False, None, False)
+    assert e.value.exit_code == 143
+    assert capsys.readouterr().err == "rnnkit: stopped by SIGTERM\n"
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
+
+
 # --- checkpoints by time ----------------------------------------------------------------------
 
 

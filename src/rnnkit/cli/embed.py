@@ -6,11 +6,12 @@ Vector files are word2vec's text or binary format (detected when read), the form
 
 from __future__ import annotations
 
+import signal
 from typing import TYPE_CHECKING
 
 import click
 
-from rnnkit.cli.options import INTERVAL, exit_if_interrupted
+from rnnkit.cli.options import INTERVAL, Terminated, exit_if_interrupted, sigterm_raises
 from rnnkit.io import RnnkitError
 from rnnkit.train.checkpoint import DEFAULT_INTERVAL
 
@@ -62,11 +63,16 @@ def train(corpus: str, method: str, out: str, binary: bool, quiet: bool, lowerca
     """
     from rnnkit.recipes.embed import train_embeddings
 
-    kv, stats, summary = train_embeddings(
-        corpus, method, out, binary=binary, lowercase=lowercase, resume=resume,
-        checkpoint_every=checkpoint_every, progress=not quiet, max_steps=max_steps,
-        echo=click.echo, **settings,
-    )  # fmt: skip
+    try:
+        with sigterm_raises():  # the training's own handler saves first
+            kv, stats, summary = train_embeddings(
+                corpus, method, out, binary=binary, lowercase=lowercase, resume=resume,
+                checkpoint_every=checkpoint_every, progress=not quiet, max_steps=max_steps,
+                echo=click.echo, **settings,
+            )  # fmt: skip
+    except Terminated:
+        click.echo("rnnkit: stopped by SIGTERM", err=True)
+        raise click.exceptions.Exit(128 + signal.SIGTERM) from None
     exit_if_interrupted(summary)
     if kv is None:
         return

@@ -7,11 +7,13 @@ code, and reading command inputs from files or standard input.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -38,7 +40,9 @@ __all__ = [
     "loop_options",
     "read_inputs",
     "run_options",
+    "Terminated",
     "run_train",
+    "sigterm_raises",
 ]
 
 POSITIVE = click.IntRange(min=1)
@@ -128,15 +132,43 @@ def run_train(
 ) -> None:  # fmt: skip
     """The body of a train command: on ``--resume`` only ``--epochs`` and the data files
     (the fields of ``data``, but ``resume_extra``) may be given; then the recipe's
-    ``run(settings, out, ...)``; exit 130 if Ctrl-C stopped it. Under ``mpiexec`` every
+    ``run(settings, out, ...)``; exit 130 if Ctrl-C stopped it, 143 if SIGTERM did (also
+    outside the training loop, whose own handler saves first: while reading the data or
+    scoring the best epoch, the checkpoint is whole either way). Under ``mpiexec`` every
     process runs it (:mod:`rnnkit.train.distributed`); rank 0 alone prints."""
     if resume:
         check_resume(settings, resume_extra, data=data)
     world = get_world()  # under mpiexec: joins the other processes; only rank 0 prints
-    with locks_taken_released():  # also when the run fails before its loop
-        summary = run(settings, out, resume=resume, progress=progress, max_steps=max_steps,
-                      echo=world.echo(click.echo))  # fmt: skip
+    try:
+        with locks_taken_released(), sigterm_raises():  # also when the run fails early
+            summary = run(settings, out, resume=resume, progress=progress,
+                          max_steps=max_steps, echo=world.echo(click.echo))  # fmt: skip
+    except Terminated:
+        click.echo("rnnkit: stopped by SIGTERM", err=True)
+        raise click.exceptions.Exit(128 + signal.SIGTERM) from None
     exit_if_interrupted(summary)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside a training loop (which turns it into a saved stop instead)."""
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` in the block (the default would end the process
+    without a word), where no loop has installed its own handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # --- run configs ---------------------------------------------------------------------------
