@@ -275,6 +275,25 @@ def test_a_run_that_fails_on_its_input_leaves_no_folder_and_no_lock(tmp_path, ca
     assert holder.returncode == 0, holder.stderr  # nothing held by this process either
 
 
+def test_the_folder_stays_locked_until_the_command_ends(tmp_path):
+    """Found by tools/faults/faults.py: the loop gave the lock up before the command scored
+    its best epoch, so a second run started then met no lock (it stopped only because a
+    checkpoint was there)."""
+    from rnnkit.train.lock import locks_taken_released, run_lock_released
+
+    out = tmp_path / "run"
+    with locks_taken_released():
+        lock_run(out)
+        with run_lock_released(out):  # the loop's end
+            pass
+        assert lock_holder(out) == os.getpid()  # still held while the command goes on
+    assert lock_holder(out) is None
+    lock_run(out)
+    with run_lock_released(out):  # no command around it (the Python API): the loop's end
+        pass
+    assert lock_holder(out) is None
+
+
 def test_lock_is_reentrant_in_one_process_and_released(tmp_path):
     out = tmp_path / "run"
     lock_run(out)

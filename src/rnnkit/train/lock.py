@@ -47,6 +47,7 @@ __all__ = [
 
 LOCK_FILE = ".lock"
 _held: dict[Path, tuple[int, bool]] = {}  # folder -> (descriptor holding the flock, created)
+_scopes: list[int] = [0]  # open locks_taken_released blocks: they give the locks up, not loops
 
 
 def lock_holder(out: str | os.PathLike[str]) -> int | None:
@@ -147,20 +148,25 @@ def release_run_lock(out: str | os.PathLike[str]) -> None:
 
 @contextlib.contextmanager
 def locks_taken_released() -> Iterator[None]:
-    """A block at whose end every run lock it took is given up (a command that failed
-    before its training loop, which gives up its own, began)."""
+    """A block (a whole train command) at whose end every run lock it took is given up,
+    whether the command ended normally, failed before its loop, or after it."""
     before = set(_held)
+    _scopes[0] += 1
     try:
         yield
     finally:
+        _scopes[0] -= 1
         for folder in set(_held) - before:
             release_run_lock(folder)
 
 
 @contextlib.contextmanager
 def run_lock_released(out: str | os.PathLike[str]) -> Iterator[None]:
-    """A block at whose end (normal or not) this process's lock of ``out`` is given up."""
+    """A block at whose end (normal or not) this process's lock of ``out`` is given up;
+    inside :func:`locks_taken_released` (a whole command) that block's end does it, so that
+    the folder stays locked while the command scores and writes after its loop."""
     try:
         yield
     finally:
-        release_run_lock(out)
+        if not _scopes[0]:
+            release_run_lock(out)
