@@ -229,8 +229,13 @@ def _binary(entries, header=None) -> bytes:
         (b"3 2\nx 1 0\ny 0.5 1\n", "header says 3 words, found 2 lines"),
         (b"2 2\nx 1 0\nx 0.5 1\n", "line 3: word 'x' appears twice"),
         (b"2 2\nx 1 0\n\xff 0.5 1\n", "line 3: not valid utf-8"),
-        (_binary([("x", [1, 2]), ("y", [3, 4])])[:-6], "entry 2 .*file ends early"),
-        (_binary([("x", [1, 2])], header="2 2\n"), "entry 2 .*file ends early"),
+        # a header that claims more than the file holds is refused before anything is read
+        (
+            _binary([("x", [1, 2]), ("y", [3, 4])])[:-6],
+            "header says 2 words of 2 float32 "
+            "values, which needs at least 20 bytes; the file holds 16 after the header",
+        ),
+        (_binary([("x", [1, 2])], header="2 2\n"), "header says 2 words .* holds 11 after"),
         (_binary([("x", [1, 2]), ("x", [3, 4])]), "entry 2: word 'x' appears twice"),
         (_binary([("x", [1, 2]), ("y", [3, np.inf])]), "entry 2 \\(word 'y'.*non-finite"),
         (_binary([("x", [1, 2])]) + b"junk", "data after the 1 entries"),
