@@ -284,6 +284,17 @@ def test_checkpoint_json_cannot_name_a_file_outside_its_folder(tmp_path):
         load_checkpoint(path)
 
 
+def test_checkpoint_json_with_a_number_beyond_float(tmp_path):
+    """Found by the long fuzzing run: "version": 1e318 parses as inf, and computing the file's
+    own digest then raised ValueError (JSON has no inf)."""
+    path = tmp_path / "ck"
+    shutil.copytree(CKPT, path)
+    meta = path / "checkpoint.json"
+    meta.write_text(meta.read_text().replace('"version": 1,', '"version": 1e318,'))
+    with pytest.raises(RnnkitError, match=r"checkpoint\.json: corrupted \(its sha256 differs"):
+        load_checkpoint(path)
+
+
 def test_checkpoint_json_too_deep_or_too_long_a_number(tmp_path):
     path = tmp_path / "ck"
     shutil.copytree(CKPT, path)

@@ -311,7 +311,8 @@ def _meta_digest(meta: Mapping[str, Any]) -> str:
     """sha256 of checkpoint.json's content without its own ``sha256`` (keys sorted, compact),
     so that a flipped byte in checkpoint.json itself is noticed too."""
     rest = {k: v for k, v in meta.items() if k != "sha256"}
-    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    # allow_nan: a loaded file may hold 1e999 (inf), which then just fails the comparison
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
