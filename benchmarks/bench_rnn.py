@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import machine  # benchmarks/machine.py: the header (CPU, ISA, each library's kernel)
 import numpy as np
 import torch
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -183,6 +183,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one small shape, 3 repeats")
     ap.add_argument("--json", help="write the raw results to this file")
     ap.add_argument("--only", nargs="+", type=int, help="case indices (0-5) per cell to run")
+    ap.add_argument(
+        "--shapes",
+        nargs="+",
+        metavar="B,T,D,H",
+        help="these shapes instead of the table's (one layer, one direction)",
+    )
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                     help="wall: perf_counter; cpu: CPU time of this process (loaded machines, "
                          "1 thread only: with 2 it sums both threads)")  # fmt: skip
@@ -194,12 +200,18 @@ def main() -> None:
         cell_cases = [Case(c, *s) for s in SHAPES]
         cell_cases.append(Case(c, 32, 100, 128, 128, layers=2, bidirectional=True))
         cases += [cell_cases[i] for i in args.only] if args.only else cell_cases
+    if args.shapes:
+        try:
+            shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes]
+        except ValueError:
+            ap.error(f"--shapes: expected B,T,D,H integers, got {' '.join(args.shapes)}")
+        if any(len(s) != 4 or min(s) < 1 for s in shapes):
+            ap.error("--shapes: each shape is four positive integers B,T,D,H")
+        cases = [Case(c, *s) for c in args.cells for s in shapes]
     if args.quick:
         cases, args.repeats = [Case(c, 32, 100, 128, 128) for c in args.cells], 3
 
-    print(f"machine: {platform.processor() or platform.machine()}, numpy {np.__version__}, "
-          f"torch {torch.__version__}")  # fmt: skip
-    print(f"BLAS: {blas_description()}")
+    print(machine.header())
     print(f"clock: {args.clock}, {args.repeats} interleaved repeats after {args.warmup} warm-ups")
     results = []
     for threads in args.threads:
@@ -224,7 +236,14 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
-                {"blas": blas_description(), "clock": args.clock, "results": results}, f, indent=1
+                {
+                    "header": machine.header(),
+                    "blas": blas_description(),
+                    "clock": args.clock,
+                    "results": results,
+                },
+                f,
+                indent=1,
             )
 
 

@@ -14,8 +14,10 @@ The micro-kernel is LLVM IR built here (an ``@intrinsic``): numba's loops do not
 accumulator block in registers. It is one k loop of ``MR`` broadcasts, ``NV`` vector loads
 and ``MR * NV`` fused multiply-adds, and a sum over k runs in order for each element of C,
 so results are those of a naive loop with FMAs (within float32 rounding of any BLAS).
-Vectors are 16 floats where the processor has AVX-512 (24 of its 32 registers hold the
-block), 8 otherwise; a last panel of few columns uses a block of 1-3 vectors.
+Vectors are 16 floats where the processor has AVX-512 (a 6 x 64 block: 24 of its 32
+registers), 8 with AVX2 (6 x 16: 12 of 16 registers); :mod:`rnnkit.fast.target` chooses at
+import, and ``RNNKIT_KERNEL=avx2`` forces the AVX2 configuration. A last panel of few
+columns uses a block of fewer vectors.
 
 Also here, for the float32 LSTM: :func:`gemm_packed2` (a step's b + x_t W_ih^T + h W_hh^T in
 one pass), its pointwise steps forward and backward on whole vectors (:func:`lstm_cell`,
@@ -27,13 +29,12 @@ against NumPy and torch.
 For whoever edits this file: numba's on-disk cache of a function is invalidated by changes to
 its own file only, and the loops of rnnkit.fast.loops compile these functions into themselves;
 after a change here, delete ``src/rnnkit/fast/__pycache__/loops*.nb*`` (or touch loops.py),
-or the loops keep running the old code. (Checked this way: the 8-wide configuration, forced
-on this AVX-512 machine, passes tests/test_gemm.py, test_layers_torch.py and test_kernels.py.)
+or the loops keep running the old code. Each configuration's code is cached apart (numba
+keys its cache by CPU features).
 """
 
 from __future__ import annotations
 
-import llvmlite.binding as llvm
 import numba as nb
 import numpy as np
 from llvmlite import ir
@@ -41,20 +42,18 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from rnnkit.fast import target
+
 _JIT = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
-def _vector_width() -> int:
-    features = llvm.get_host_cpu_features()
-    return 16 if features.get("avx512f", False) else 8
-
-
-VW = _vector_width()  # floats per vector register
-NV = 4  # vectors per row of the block
+CONFIG = target.config()  # chosen for this processor, or forced by RNNKIT_KERNEL
+VW = CONFIG.vw  # floats per vector register
+NV = CONFIG.nv  # vectors per row of the block
 NR = VW * NV  # columns of a panel
-MR = 6 if VW == 16 else 3  # rows of the block: MR * NV accumulators
-KC = 1024  # k block: a panel's block is KC * NR floats (128 KiB with AVX-512), in L2
-MC = 192  # rows of A swept per panel before moving on, so they stay in L2
+MR = CONFIG.mr  # rows of the block: MR * NV accumulators
+KC = CONFIG.kc  # k block: a panel's block is KC * NR floats (128 KiB with AVX-512), in L2
+MC = CONFIG.mc  # rows of A swept per panel before moving on, so they stay in L2
 MIN_ROWS = 256  # fewer rows than this: a product is not split between threads
 
 
