@@ -30,7 +30,9 @@ def _operand(rng, rows, cols, transposed, strided):
 
 
 SHAPES = [(1, 1, 1), (5, 3, 7), (6, 64, 64), (13, 130, 70), (9, 20, 104), (64, 256, 1024),
-          (300, 1030, 90)]  # fmt: skip
+          (300, 1030, 90),
+          # 1-3 rows over several whole panels at once (G._wide_panels), and what is left
+          (1, 70, 5 * G.NR + 3), (2, 33, 3 * G.NR), (3, 1030, 2 * G.NR + 1)]  # fmt: skip
 
 
 @pytest.mark.parametrize("m,k,n", SHAPES)
