@@ -26,6 +26,7 @@ the same caps (RNNKIT_KERNEL=avx2 and the others) when they are set.
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import shutil
 import statistics
@@ -38,7 +39,7 @@ from pathlib import Path
 import machine  # benchmarks/machine.py
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT / "src" / "rnnkit" / "data" / "tinyshakespeare.txt"
+CORPUS = ROOT / "src" / "rnnkit" / "data" / "tinyshakespeare.txt.gz"
 
 LAYER = """
 import time; t0 = time.perf_counter()
@@ -78,9 +79,10 @@ def main() -> None:
         env = dict(os.environ, PYTHONPATH=str(tree / "src"), RNNKIT_THREADS=str(args.threads))
         env.pop("NUMBA_CACHE_DIR", None)
         text = work / "tiny.txt"
-        text.write_text(CORPUS.read_text(encoding="utf-8")[:20000], encoding="utf-8")
+        corpus = gzip.decompress(CORPUS.read_bytes()).decode("utf-8")
+        text.write_text(corpus[:20000], encoding="utf-8")
         small = work / "small.txt"  # 2 training steps of batch 8 x 20 characters
-        small.write_text(CORPUS.read_text(encoding="utf-8")[:400], encoding="utf-8")
+        small.write_text(corpus[:400], encoding="utf-8")
         rnnkit = [sys.executable, "-m", "rnnkit"]
         # the model to sample from, trained with the main checkout (warm, not timed)
         main_env = dict(env, PYTHONPATH=str(ROOT / "src"))
