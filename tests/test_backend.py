@@ -92,6 +92,34 @@ def test_numpy_backend_runs_the_commands_without_compiled_code(tmp_path):
     assert "compiled: []" in r.stdout, r.stdout[-2000:]
 
 
+def test_auto_runs_one_step_calls_on_numpy_and_sampling_compiles_nothing(tmp_path):
+    """backend "auto" gives a call of one time step (generation) to NumPy and longer ones to
+    the compiled engine; so ``rnnkit lm sample``, prime of several characters included,
+    never imports numba (a first sample does not wait for compilation), while training
+    (the same process, before) does."""
+    lstm = rnnkit.LSTM(3, 4)
+    assert lstm.engine(np.ones((2, 1, 3), np.float32)) == "numpy"
+    assert lstm.engine(np.ones((2, 2, 3), np.float32)) == "compiled"
+    assert rnnkit.LSTM(3, 4, backend="compiled").engine(np.ones((2, 1, 3))) == "compiled"
+    d = write_tiny_data(tmp_path)
+    run = tmp_path / "run"
+    small = ["--epochs", "1", "--no-progress", "--embed", "6", "--hidden", "5"]
+    train = ["lm", "train", d / "text.txt", "--bptt", "8", "--batch-size", "2", *small,
+             "--out", run]  # fmt: skip
+    sample = ["lm", "sample", run, "--length", "20", "--seed", "1", "--prime", "First"]
+    for argv, compiled in ((train, "['numba', 'llvmlite', 'rnnkit.fast.loops', "
+                            "'rnnkit.fast.gemm']"), (sample, "[]")):  # fmt: skip
+        code = f"""
+            import sys
+            from rnnkit.cli import main
+            assert main({[str(a) for a in argv]!r}) == 0
+            print("compiled:", {COMPILED})
+        """
+        r = run_python(code, RNNKIT_BACKEND="auto")
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        assert f"compiled: {compiled}" in r.stdout, r.stdout[-2000:]
+
+
 def test_compiled_and_numpy_layers_agree_and_backward_follows_the_forward_engine():
     layer = rnnkit.GRU(4, 6, num_layers=2, bidirectional=True, dtype=np.float64, seed=0)
     x = np.random.default_rng(0).standard_normal((3, 5, 4))

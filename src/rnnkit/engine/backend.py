@@ -8,7 +8,12 @@ Two engines implement one contract, per direction of one layer:
 - ``"compiled"``: :mod:`rnnkit.fast` (numba loops, rnnkit's float32 GEMM kernel, weight
   packing, reused memory, the batch split over threads).
 - ``"auto"`` (the default): the compiled engine where :func:`rnnkit.fast.supports` says it can
-  run the layer (numba and llvmlite importable, float32 or float64), else NumPy.
+  run the layer (numba and llvmlite importable, float32 or float64), else NumPy; and NumPy
+  for a call of one time step (input (B, 1, D): generation, one token at a time). Such a
+  call has no loop over time for compiled code to speed up (its gains are the weights packed
+  once per sequence and the loop itself), and a first compiled call waits for numba to
+  compile the loops: 20-25 s on a 2-core machine, where sampling on NumPy starts at once
+  (BENCHMARKS.md, "Cold start").
 
 Choose per layer (``rnnkit.LSTM(..., backend="numpy")``), per process (:func:`set_backend`,
 the environment variable ``RNNKIT_BACKEND``, or ``rnnkit --backend`` on the command line), or
@@ -67,6 +72,12 @@ def get_backend() -> str:
     return check(env, "RNNKIT_BACKEND") if env else "auto"
 
 
+def _one_step(x: Any) -> bool:
+    """Whether ``x`` is a layer input (B, T, D) of one time step."""
+    shape = getattr(x, "shape", ())
+    return len(shape) == 3 and shape[1] == 1
+
+
 def choose(requested: str | None, layer: Any, x: Any) -> str:
     """The engine that runs ``layer`` on ``x``: ``"numpy"`` or ``"compiled"``.
 
@@ -74,7 +85,7 @@ def choose(requested: str | None, layer: Any, x: Any) -> str:
     that cannot run raises a ValueError saying why; ``"auto"`` then falls back to NumPy.
     """
     name = requested if requested is not None else get_backend()
-    if name == "numpy":
+    if name == "numpy" or (name == "auto" and _one_step(x)):
         return "numpy"
     from rnnkit import fast  # light: looks numba up, does not import it
 

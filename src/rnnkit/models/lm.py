@@ -192,8 +192,12 @@ class LanguageModel(Module):
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k: must be positive, got {top_k}")
         rng = rng or np.random.default_rng()
-        _, state, cache = self.forward(prime[None, :], None, None, training=False)
-        logits = cache["logits"][0, -1].astype(np.float64)
+        # the prime one token at a time too, as generation goes on: the layers then run
+        # steps of T = 1, which backend "auto" gives to NumPy (no compilation to wait for)
+        state = None
+        for token in prime:
+            lg, state = self.step_logits(np.array([token]), state)
+        logits = lg[0].astype(np.float64)
         out = []
         for _ in range(length):
             if greedy:
