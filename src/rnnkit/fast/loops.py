@@ -430,8 +430,8 @@ def _rgemm(blas, a, w, wp, beta, c):  # type: ignore[no-untyped-def]
     """c = beta c + a w (beta 0 or 1) for the recurrent products of the loops: on ``wp``, w
     packed once per call by :func:`rnnkit.fast.gemm.pack` (float32), or through :func:`gemm`
     where ``wp`` is empty."""
-    if wp.shape[0] > 0:
-        _g.gemm_packed(a, wp, c.shape[1], beta, c, 0, a.shape[0], _g.NO_BIAS)
+    if wp.shape[0] > 0:  # int64, not literals: one compiled gemm_packed for every caller
+        _g.gemm_packed(a, wp, c.shape[1], np.int64(beta), c, np.int64(0), a.shape[0], _g.NO_BIAS)
     else:
         gemm(blas, False, False, 1.0, a, w, beta, c)
 
@@ -445,9 +445,9 @@ def _recurrent_grad(blas, dh, da_t, w_hh, wp, db, valid, t, b_lo, b_hi):  # type
         for b in range(b_lo, b_hi):
             if valid[t, b] != 0:
                 _zero(dh[b])
-        _rgemm(blas, da_t[b_lo:b_hi], w_hh, wp, 1, dh[b_lo:b_hi])
+        _rgemm(blas, da_t[b_lo:b_hi], w_hh, wp, np.int64(1), dh[b_lo:b_hi])
     else:
-        _rgemm(blas, da_t[b_lo:b_hi], w_hh, wp, 0, dh[b_lo:b_hi])
+        _rgemm(blas, da_t[b_lo:b_hi], w_hh, wp, np.int64(0), dh[b_lo:b_hi])
 
 
 # --- vanilla RNN ---------------------------------------------------------------------------------
@@ -581,7 +581,7 @@ def lstm_forward(
             _g.gemm_packed2(x_t, wp_ih, h_prev, wp, G, pre[b_lo:b_hi], bias)
         else:
             a, g = xw[pa], xw[pg]
-            _rgemm(blas, hbuf[hp, b_lo:b_hi, col : col + H], w_hh_t, wp, 1, a[b_lo:b_hi])
+            _rgemm(blas, hbuf[hp, b_lo:b_hi, col : col + H], w_hh_t, wp, np.int64(1), a[b_lo:b_hi])
         for b in range(b_lo, b_hi):
             h_new, c_new, c_prev = hbuf[ho, b, col : col + H], cbuf[co, b], cbuf[cp, b]
             if _carry(valid, t, b):
