@@ -10,10 +10,11 @@ parallel threads.
 Layouts (time-major, C-contiguous; B batch, T time, H hidden, G = gates * H, C columns of
 the layer's output, dirs * H):
 
-- ``xw`` (T, B, G) for the RNN, (T + 1, B, G) for the LSTM and GRU (see ``_gate_slots``):
-  the input projection W_ih x_t + biases, computed by the layer before the loop; the
-  forward loop adds the recurrent matmul in place and then writes the gate activations,
-  which backward reads.
+- ``xw`` (T + 1, B, G) for the LSTM and GRU (see ``_gate_slots``): the input projection
+  W_ih x_t + biases, computed by the layer before the loop; the forward loop adds the
+  recurrent matmul in place and then writes the gate activations, which backward reads.
+  The plain RNN has no ``xw``: the layer writes the projection of step t into the slot of
+  h_t in ``hbuf``, and the loop replaces it by h_t.
 - ``hbuf`` (T + 2, B, C): slot 0 holds the forward direction's initial state, slots 1..T
   the state after each step, slot T + 1 the reverse direction's initial state; direction
   ``d`` owns columns ``col = d * H`` to ``col + H``. So step t reads h_{t-1} from slot t
@@ -27,7 +28,10 @@ the layer's output, dirs * H):
 - Backward keeps the gradient reaching the state, ``dh`` (B, H) (and ``dc``), and adds the
   output gradient ``dout`` (T, B, C) of each step to it; it writes the gradients of the gate
   pre-activations, ``dax`` (input side) and ``dah`` (recurrent side; the same array except
-  in the GRU), from which the layer computes every weight gradient with one matmul.
+  in the GRU), from which the layer computes every weight gradient with one matmul. The
+  RNN's and GRU's backward loops run on a few steps at a time (the layer passes views of
+  its arrays cut to those steps; t is then counted from the first of them), so that these
+  gradients are never held for all T steps (rnnkit.fast.recurrent.direction_backward).
 
 Pointwise code is written as several short loops rather than one fused loop: LLVM
 vectorises a loop only if it can rule out aliasing between its arrays at run time, and a
@@ -454,26 +458,27 @@ def _recurrent_grad(blas, dh, da_t, w_hh, wp, db, valid, t, b_lo, b_hi):  # type
 
 
 @nb.njit(**_JIT)
-def rnn_forward(blas, xw, w_hh_t, wp, hbuf, col, reverse, valid, act, b_lo, b_hi):  # type: ignore[no-untyped-def]
-    """h_t = act(xw_t + h_{t-1} W_hh^T) for all t; xw (T, B, H) is overwritten."""
-    T, B, H = xw.shape
+def rnn_forward(blas, T, H, w_hh_t, wp, hbuf, col, reverse, valid, act, b_lo, b_hi):  # type: ignore[no-untyped-def]
+    """h_t = act(a_t + h_{t-1} W_hh^T) for t < T. The slot of h_t in hbuf holds the input
+    projection a_t = x_t W_ih^T + biases on entry (the layer writes it there, so that the
+    RNN keeps no (T, B, H) array besides its states); the step adds the recurrent product
+    to it and replaces it by h_t."""
     for s in range(T):
         t = T - 1 - s if reverse else s
         hp, ho = _slots(t, reverse)
-        a = xw[t]
-        _rgemm(blas, hbuf[hp, b_lo:b_hi, col : col + H], w_hh_t, wp, 1, a[b_lo:b_hi])
+        _rgemm(blas, hbuf[hp, b_lo:b_hi, col : col + H], w_hh_t, wp, 1,
+               hbuf[ho, b_lo:b_hi, col : col + H])  # fmt: skip
         for b in range(b_lo, b_hi):
             h_new = hbuf[ho, b, col : col + H]
             if _carry(valid, t, b):
                 _copy(h_new, hbuf[hp, b, col : col + H])
                 continue
-            a_b = a[b]
             if act == 0:
                 for j in range(H):
-                    h_new[j] = _tanh(a_b[j])
+                    h_new[j] = _tanh(h_new[j])
             else:
                 for j in range(H):
-                    h_new[j] = _act(a_b[j], act)
+                    h_new[j] = _act(h_new[j], act)
 
 
 @nb.njit(**_JIT)
@@ -777,10 +782,13 @@ def gru_forward(
 @nb.njit(**_JIT)
 def gru_backward(blas, gates, hbuf, col, aux, w_hh, wp1, wp2, dout, dcol, dh, dax, dah, dbx, dbh,
                  drec, valid, reverse, reset_after, hid, b_lo, b_hi):  # type: ignore[no-untyped-def]  # fmt: skip
-    """Fills dax and dah (T, B, 3H) (the same array in the textbook form) and adds their sums
-    to dbx and dbh (3H,) (dbh unused in the textbook form); dh ends as dL/dh_0.
+    """Fills dax (T, B, 3H), the gradients of the input-side pre-activations, and adds
+    their sums to dbx (3H,); dh ends as dL/dh_0. W_hh comes packed as its r, z rows (wp1)
+    and its n rows (wp2).
 
-    drec (B, H) is scratch: the gradient of r * h_{t-1} in the textbook form.
+    reset_after: dah (T, B, H) receives the gradient of W_hn h_{t-1} + b_hn (the recurrent
+    side's r and z rows are dax's), and dbh (3H,) the sums of both.
+    textbook: dah is dax, dbh is dbx; drec (B, H) is scratch, the gradient of r * h_{t-1}.
     """
     T, B, G = dax.shape
     H = G // 3
@@ -809,8 +817,7 @@ def gru_backward(blas, gates, hbuf, col, aux, w_hh, wp1, wp2, dout, dcol, dh, da
                 x_b = aux[t, b]
                 for j in range(H):
                     d_r[j] = d_n[j] * x_b[j] * g_r[j] * (one - g_r[j])
-                _copy(h_t[b, : 2 * H], x_t[b, : 2 * H])
-                dgh_n = h_t[b, 2 * H :]
+                dgh_n = h_t[b]  # the r, z rows of dah are those of dax: not stored
                 for j in range(H):
                     dgh_n[j] = d_n[j] * g_r[j]
         if not reset_after:
@@ -836,9 +843,9 @@ def gru_backward(blas, gates, hbuf, col, aux, w_hh, wp1, wp2, dout, dcol, dh, da
                     dh_b[j] += drec_b[j] * g_r[j]
         for b in range(b_lo, b_hi):
             _add(dbx, x_t[b])
-        if reset_after:
+        _rgemm(blas, x_t[b_lo:b_hi, : 2 * H], w_hh[: 2 * H], wp1, 1, dh[b_lo:b_hi])
+        if reset_after:  # dh_prev += dgh_n W_hn
             for b in range(b_lo, b_hi):
-                _add(dbh, h_t[b])
-            _rgemm(blas, h_t[b_lo:b_hi], w_hh, wp1, 1, dh[b_lo:b_hi])
-        else:
-            _rgemm(blas, x_t[b_lo:b_hi, : 2 * H], w_hh[: 2 * H], wp1, 1, dh[b_lo:b_hi])
+                _add(dbh[: 2 * H], x_t[b, : 2 * H])
+                _add(dbh[2 * H :], h_t[b])
+            _rgemm(blas, h_t[b_lo:b_hi], w_hh[2 * H :], wp2, 1, dh[b_lo:b_hi])

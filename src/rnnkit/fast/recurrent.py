@@ -184,12 +184,17 @@ def _product_packed(
     ])  # fmt: skip
 
 
-def _gemm_into(out: Array, a: Array, b: Array, trans_a: bool = False) -> None:
-    """out += op(a) @ b, accumulating in place (out is a gradient array)."""
-    if out.flags.c_contiguous:
-        _product(a, b, 1, out, trans_a=trans_a)
-    else:
-        out += (a.T if trans_a else a) @ b
+def _weight_grads(das: list[Array], b: Array, outs: list[Array]) -> None:
+    """out += da^T b for each da, out (gradient arrays, accumulated in place), with b
+    packed once for all of them (float32; BLAS in float64)."""
+    packed = _packed(b)  # empty in float64
+    for da, out in zip(das, outs, strict=True):
+        if packed.shape[0] > 0 and out.flags.c_contiguous and out.size > 0:
+            _product_packed(da.T, packed, 1, out)
+        elif out.flags.c_contiguous:
+            _product(da, b, 1, out, trans_a=True)
+        else:
+            out += da.T @ b
 
 
 # --- what differs between the cells ------------------------------------------------------------
@@ -247,10 +252,10 @@ def _gru_b_hh(layer: Any, p: dict[str, Array]) -> Array:
 
 
 def _gru_packed_hh(layer: Any, w_hh: Array, backward: bool = False) -> tuple[Array, Array]:
-    """W_hh (3H, H) packed for the loops: whole (reset_after), or its r, z rows and its
-    n rows apart (textbook); transposed for the forward loop."""
+    """W_hh (3H, H) packed for the loops: whole (the forward loop of the reset_after
+    form), or its r, z rows and its n rows apart; transposed for the forward loop."""
     H = layer.hidden_size
-    parts = [w_hh] if layer.reset_after else [w_hh[: 2 * H], w_hh[2 * H :]]
+    parts = [w_hh] if layer.reset_after and not backward else [w_hh[: 2 * H], w_hh[2 * H :]]
     packed = [_packed(w if backward else w.T) for w in parts]
     return packed[0], packed[1] if len(packed) > 1 else _g.EMPTY
 
@@ -259,34 +264,39 @@ def _gru_packed_hh(layer: Any, w_hh: Array, backward: bool = False) -> tuple[Arr
 
 
 def _rnn_loop_forward(layer, xw, hbuf, col, init, p, valid, reverse, keep):  # type: ignore[no-untyped-def]
+    T, _, H = xw.shape  # xw: this direction's slots 1..T of hbuf (see direction_forward)
     w_hh_t = _w_hh_t(p["weight_hh"])  # (H, H)
     code = K.ACT_CODES[layer.nonlinearity]
     wp = _packed(p["weight_hh"].T)
     _in_parallel([
-        partial(K.rnn_forward, K.BLAS, xw, w_hh_t, wp, hbuf, col, reverse, valid, code,
+        partial(K.rnn_forward, K.BLAS, T, H, w_hh_t, wp, hbuf, col, reverse, valid, code,
                 s.start, s.stop)
-        for s in _parts(xw.shape[1], layer.dtype)
+        for s in _parts(hbuf.shape[1], layer.dtype)
     ])  # fmt: skip
     return [], ()
 
 
-def _rnn_loop_backward(layer, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
+def _rnn_loop_backward(layer, dout, dcol, dfinal, cache, p, g, hid, steps, consume):  # type: ignore[no-untyped-def]
     hbuf, col, valid, reverse, _ = cache
     T, B, _ = dout.shape
     dh = dfinal[0].copy()  # (B, H), becomes dL/dh_init
-    da = ws.empty((T, B, layer.hidden_size), layer.dtype)
+    da = ws.empty((steps, B, layer.hidden_size), layer.dtype)
     w_hh = np.ascontiguousarray(p["weight_hh"])
     wp = _packed(w_hh)
     code = K.ACT_CODES[layer.nonlinearity]
     parts = _parts(B, layer.dtype)
     dbs = [np.zeros(layer.hidden_size, layer.dtype) for _ in parts]  # one per thread
-    _in_parallel([
-        partial(K.rnn_backward, K.BLAS, hbuf, col, w_hh, wp, dout, dcol, dh, da, db, valid,
-                reverse, code, hid, s.start, s.stop)
-        for s, db in zip(parts, dbs, strict=True)
-    ])  # fmt: skip
+    for t0, t1 in _chunks(T, steps, reverse):
+        d = da[: t1 - t0]
+        _in_parallel([
+            partial(K.rnn_backward, K.BLAS, hbuf[t0 : t1 + 2], col, w_hh, wp, dout[t0:t1],
+                    dcol, dh, d, db, _cut(valid, t0, t1), reverse, code, _cut(hid, t0, t1),
+                    s.start, s.stop)
+            for s, db in zip(parts, dbs, strict=True)
+        ])  # fmt: skip
+        consume(t0, t1, d, d)
     db = _total(dbs)
-    return da, da, [dh], (db, db)
+    return [dh], (db, db)
 
 
 def _lstm_loop_forward(layer, xw, hbuf, col, init, p, valid, reverse, keep, xs=None):  # type: ignore[no-untyped-def]
@@ -363,27 +373,31 @@ def _gru_loop_forward(layer, xw, hbuf, col, init, p, valid, reverse, keep):  # t
     return [], (xw[1:] if reverse else xw[:T], aux)
 
 
-def _gru_loop_backward(layer, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
+def _gru_loop_backward(layer, dout, dcol, dfinal, cache, p, g, hid, steps, consume):  # type: ignore[no-untyped-def]
     hbuf, col, valid, reverse, (gates, aux) = cache
     B, H = dfinal[0].shape
     dh = dfinal[0].copy()  # (B, H), becomes dL/dh_init
-    dax = ws.empty(gates.shape, layer.dtype)  # (T, B, 3H)
-    dah = ws.empty(gates.shape, layer.dtype) if layer.reset_after else dax
+    dax = ws.empty((steps, B, 3 * H), layer.dtype)
+    dah = ws.empty((steps, B, H), layer.dtype) if layer.reset_after else dax
     drec = np.empty((B, H), layer.dtype)  # scratch
     w_hh = np.ascontiguousarray(p["weight_hh"])
     wp1, wp2 = _gru_packed_hh(layer, w_hh, backward=True)
     parts = _parts(B, layer.dtype)
     dbxs = [np.zeros(3 * H, layer.dtype) for _ in parts]  # one per thread
     dbhs = [np.zeros(3 * H, layer.dtype) for _ in parts] if layer.reset_after else dbxs
-    _in_parallel([
-        partial(K.gru_backward, K.BLAS, gates, hbuf, col, aux, w_hh, wp1, wp2, dout, dcol,
-                dh, dax, dah, dbx, dbh, drec, valid, reverse, layer.reset_after, hid, s.start,
-                s.stop)
-        for s, dbx, dbh in zip(parts, dbxs, dbhs, strict=True)
-    ])  # fmt: skip
+    for t0, t1 in _chunks(gates.shape[0], steps, reverse):
+        dx_, dh_ = dax[: t1 - t0], dah[: t1 - t0]
+        _in_parallel([
+            partial(K.gru_backward, K.BLAS, gates[t0:t1], hbuf[t0 : t1 + 2], col, aux[t0:t1],
+                    w_hh, wp1, wp2, dout[t0:t1], dcol, dh, dx_, dh_, dbx, dbh, drec,
+                    _cut(valid, t0, t1), reverse, layer.reset_after, _cut(hid, t0, t1),
+                    s.start, s.stop)
+            for s, dbx, dbh in zip(parts, dbxs, dbhs, strict=True)
+        ])  # fmt: skip
+        consume(t0, t1, dx_, dh_)
     dbx = _total(dbxs)
     dbh = _total(dbhs) if layer.reset_after else dbx
-    return dax, dah, [dh], (dbx, dbh)
+    return [dh], (dbx, dbh)
 
 
 _LOOPS = {
@@ -419,8 +433,13 @@ def direction_forward(
         own_input: tuple[Array, ...] = (xs,)
     else:
         # the input projection of all T steps: one product before the loop; the LSTM and
-        # GRU loops write gates one slot away from their pre-activations
-        xw = ws.empty((T + gate_slot, B, layer.gates * H), layer.dtype)
+        # GRU loops write gates one slot away from their pre-activations, the plain RNN's
+        # replaces each step's projection by its state, in hbuf (a view: hbuf's first two
+        # axes merge)
+        if layer.mode == "RNN":
+            xw = hbuf[1 : T + 1, :, col : col + H]
+        else:
+            xw = ws.empty((T + gate_slot, B, layer.gates * H), layer.dtype)
         proj = xw[:T] if reverse or not gate_slot else xw[1:]
         w_ih = np.ascontiguousarray(p["weight_ih"])
         _product(xs.reshape(T * B, D), w_ih, 0, proj.reshape(T * B, -1), trans_b=True,
@@ -441,17 +460,68 @@ def direction_backward(
     adds) dL/dxs into dxs; adds the parameter gradients into g; returns d(initial state)."""
     xs, hbuf, col, valid, reverse, cell_cache = cache
     T, B, D = xs.shape
-    H = layer.hidden_size
     loop_backward = _LOOPS[layer.mode][1]
-    dax, dah, dinit, (dbx, dbh) = loop_backward(
-        layer, dout, col, dfinal, (hbuf, col, valid, reverse, cell_cache), p, g, hid
-    )
-    # weight gradients of all T steps: one product each after the loop
-    G = dax.shape[-1]
-    x2, dax2, dah2 = xs.reshape(T * B, D), dax.reshape(T * B, G), dah.reshape(T * B, G)
-    # the previous state of every step: slots 0..T-1 (forward) or 2..T+1 (reverse)
-    h_prev = hbuf[2:] if reverse else hbuf[:T]
-    h_prev2 = h_prev.reshape(T * B, -1)[:, col : col + H]
+    w_ih = np.ascontiguousarray(p["weight_ih"])
+    # the products of steps t0..t1-1 after the loop has been through them
+    consume = partial(_input_side_grads, layer, g, xs, hbuf, col, reverse, cell_cache, dxs,
+                      accumulate, w_ih)  # fmt: skip
+    loop_cache = (hbuf, col, valid, reverse, cell_cache)
+    if layer.mode == "LSTM":  # all T steps at once (W_ih packed when dX needs it)
+        dax, dah, dinit, (dbx, dbh) = loop_backward(layer, dout, col, dfinal, loop_cache, p,
+                                                    g, hid)  # fmt: skip
+        consume(_g.EMPTY, 0, T, dax, dah)
+    else:  # a few steps at a time: the gradients of the pre-activations never for all T
+        consume = partial(consume, _packed(w_ih))  # packed once for all the steps
+        dinit, (dbx, dbh) = loop_backward(layer, dout, col, dfinal, loop_cache, p, g, hid,
+                                          _chunk_steps(T, B), consume)  # fmt: skip
+    if layer.bias:  # summed over steps and rows inside the loop
+        g["bias_ih"] += dbx
+        g["bias_hh"] += dbh
+    return dinit
+
+
+def _chunk_steps(T: int, B: int) -> int:
+    """How many steps the RNN's and GRU's backward pass takes at a time:
+    :data:`CHUNK_ROWS` rows of the weight-gradient products (fewer rows per product read
+    and write the gradient more often; more hold more memory: BENCHMARKS.md, "Peak memory
+    of a training step")."""
+    return max(1, min(T, -(-CHUNK_ROWS // B)))
+
+
+CHUNK_ROWS = 512
+
+
+def _chunks(T: int, steps: int, reverse: bool) -> list[tuple[int, int]]:
+    """[t0, t1) ranges of at most ``steps`` steps covering 0..T-1, in the order backward
+    visits them: from the last step (forward direction) or the first (reverse). A shorter
+    chunk comes last, so that its arrays reuse the memory of the others (workspace)."""
+    if reverse:
+        return [(t0, min(t0 + steps, T)) for t0 in range(0, T, steps)]
+    return [(max(t1 - steps, 0), t1) for t1 in range(T, 0, -steps)]
+
+
+def _cut(a: Array, t0: int, t1: int) -> Array:
+    """Steps t0..t1-1 of a per-step array (valid, hid), or the empty array that stands for
+    none."""
+    return a[t0:t1] if a.shape[0] > 0 else a
+
+
+def _input_side_grads(
+    layer: Any, g: dict[str, Array], xs: Array, hbuf: Array, col: int, reverse: bool,
+    cell_cache: Any, dxs: Array, accumulate: bool, w_ih: Array, wp_ih: Array, t0: int,
+    t1: int, dax: Array, dah: Array,
+) -> None:  # fmt: skip
+    """For steps t0..t1-1, from dax and dah (t1 - t0, B, G or H, see
+    rnnkit.fast.loops.gru_backward), the gradients of their pre-activations:
+    dW_ih += dA^T X, dW_hh += dA_h^T H_prev and dX = (or +=) dA W_ih (on W_ih packed as
+    wp_ih; empty: packed here, or BLAS in float64)."""
+    n, B, G = dax.shape
+    D, H = xs.shape[2], layer.hidden_size
+    x2, dax2 = xs[t0:t1].reshape(n * B, D), dax.reshape(n * B, G)
+    dah2 = dah.reshape(n * B, -1)
+    # the previous state of every step: slots t0..t1-1 (forward) or t0+2..t1+1 (reverse)
+    h_prev = hbuf[t0 + 2 : t1 + 2] if reverse else hbuf[t0:t1]
+    h_prev2 = h_prev.reshape(n * B, -1)[:, col : col + H]
     if _joins_weight_grads(layer, dax, dah, D):
         # [dW_ih | dW_hh] = dA^T [X | H_prev]: one product, which reads dA^T (a transposed
         # operand, the slow side of the kernel) once for both
@@ -460,17 +530,23 @@ def direction_backward(
         g["weight_ih"] += both[:, :D]
         g["weight_hh"] += both[:, D:]
     else:
-        _gemm_into(g["weight_ih"], dax2, x2, trans_a=True)
-        if layer.mode == "GRU" and not layer.reset_after:
-            # the textbook GRU: the n rows of W_hh multiply r * h_{t-1}, not h_{t-1}
-            rec_in = cell_cache[1].reshape(-1, H)  # (T*B, H)
-            _gemm_into(g["weight_hh"][: 2 * H], dah2[:, : 2 * H], h_prev2, trans_a=True)
-            _gemm_into(g["weight_hh"][2 * H :], dah2[:, 2 * H :], rec_in, trans_a=True)
-        else:
-            _gemm_into(g["weight_hh"], dah2, h_prev2, trans_a=True)
-    if layer.bias:  # summed over steps and rows inside the loop
-        g["bias_ih"] += dbx
-        g["bias_hh"] += dbh
-    w_ih = np.ascontiguousarray(p["weight_ih"])
-    _product(dax2, w_ih, int(accumulate), dxs.reshape(T * B, D))
-    return dinit
+        _weight_grads([dax2], x2, [g["weight_ih"]])
+        rz, n_rows = g["weight_hh"][: 2 * H], g["weight_hh"][2 * H :]
+        if layer.mode != "GRU":
+            _weight_grads([dah2], h_prev2, [g["weight_hh"]])
+        elif layer.reset_after:  # r, z rows from dax, n rows from dah: H_prev packed once
+            _weight_grads([dax2[:, : 2 * H], dah2], h_prev2, [rz, n_rows])
+        else:  # the textbook GRU: W_hn multiplies r * h_{t-1}, not h_{t-1}
+            rec_in = cell_cache[1][t0:t1].reshape(-1, H)  # (n*B, H)
+            _weight_grads([dah2[:, : 2 * H]], h_prev2, [rz])
+            _weight_grads([dah2[:, 2 * H :]], rec_in, [n_rows])
+    _input_grad(dax2, w_ih, wp_ih, accumulate, dxs[t0:t1])
+
+
+def _input_grad(da2: Array, w_ih: Array, wp_ih: Array, accumulate: bool, dxs: Array) -> None:
+    """dxs = (or +=) dA W_ih for some steps: on W_ih packed as wp_ih (float32), else BLAS."""
+    dx2 = dxs.reshape(da2.shape[0], -1)
+    if wp_ih.shape[0] > 0 and dx2.size > 0:
+        _product_packed(da2, wp_ih, int(accumulate), dx2)
+    else:
+        _product(da2, w_ih, int(accumulate), dx2)
