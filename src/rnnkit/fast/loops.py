@@ -466,7 +466,7 @@ def rnn_forward(blas, T, H, w_hh_t, wp, hbuf, col, reverse, valid, act, b_lo, b_
     for s in range(T):
         t = T - 1 - s if reverse else s
         hp, ho = _slots(t, reverse)
-        _rgemm(blas, hbuf[hp, b_lo:b_hi, col : col + H], w_hh_t, wp, 1,
+        _rgemm(blas, hbuf[hp, b_lo:b_hi, col : col + H], w_hh_t, wp, np.int64(1),
                hbuf[ho, b_lo:b_hi, col : col + H])  # fmt: skip
         for b in range(b_lo, b_hi):
             h_new = hbuf[ho, b, col : col + H]
@@ -738,9 +738,9 @@ def gru_forward(
         a, g = xw[pa], xw[pg]
         h_prev = hbuf[hp, b_lo:b_hi, col : col + H]
         if reset_after:
-            _rgemm(blas, h_prev, w_hh_t, wp1, 0, gh[b_lo:b_hi])
+            _rgemm(blas, h_prev, w_hh_t, wp1, np.int64(0), gh[b_lo:b_hi])
         else:
-            _rgemm(blas, h_prev, w_hh_t[:, : 2 * H], wp1, 1, a[b_lo:b_hi, : 2 * H])
+            _rgemm(blas, h_prev, w_hh_t[:, : 2 * H], wp1, np.int64(1), a[b_lo:b_hi, : 2 * H])
         for b in range(b_lo, b_hi):
             x_b = aux[k, b]
             if _carry(valid, t, b):
@@ -763,7 +763,8 @@ def gru_forward(
                 for j in range(H):
                     x_b[j] = g_r[j] * h_b[j]
         if not reset_after:  # n = tanh(xn + W_hn (r * h) + b_hn), b_hn already in xw
-            _rgemm(blas, aux[k, b_lo:b_hi], w_hh_t[:, 2 * H :], wp2, 1, a[b_lo:b_hi, 2 * H :])
+            _rgemm(blas, aux[k, b_lo:b_hi], w_hh_t[:, 2 * H :], wp2, np.int64(1),
+                   a[b_lo:b_hi, 2 * H :])  # fmt: skip
             for b in range(b_lo, b_hi):
                 if not _carry(valid, t, b):
                     a_n, g_n = a[b, 2 * H :], g[b, 2 * H :]
@@ -822,7 +823,8 @@ def gru_backward(blas, gates, hbuf, col, aux, w_hh, wp1, wp2, dout, dcol, dh, da
                     dgh_n[j] = d_n[j] * g_r[j]
         if not reset_after:
             # a_n = xn + W_hn (r * h_prev) + b_hn: drec = da_n W_hn
-            _rgemm(blas, x_t[b_lo:b_hi, 2 * H :], w_hh[2 * H :], wp2, 0, drec[b_lo:b_hi])
+            _rgemm(blas, x_t[b_lo:b_hi, 2 * H :], w_hh[2 * H :], wp2, np.int64(0),
+                   drec[b_lo:b_hi])  # fmt: skip
             for b in range(b_lo, b_hi):
                 if _carry(valid, t, b):
                     continue
@@ -843,9 +845,9 @@ def gru_backward(blas, gates, hbuf, col, aux, w_hh, wp1, wp2, dout, dcol, dh, da
                     dh_b[j] += drec_b[j] * g_r[j]
         for b in range(b_lo, b_hi):
             _add(dbx, x_t[b])
-        _rgemm(blas, x_t[b_lo:b_hi, : 2 * H], w_hh[: 2 * H], wp1, 1, dh[b_lo:b_hi])
+        _rgemm(blas, x_t[b_lo:b_hi, : 2 * H], w_hh[: 2 * H], wp1, np.int64(1), dh[b_lo:b_hi])
         if reset_after:  # dh_prev += dgh_n W_hn
             for b in range(b_lo, b_hi):
                 _add(dbh[: 2 * H], x_t[b, : 2 * H])
                 _add(dbh[2 * H :], h_t[b])
-            _rgemm(blas, h_t[b_lo:b_hi], w_hh[2 * H :], wp2, 1, dh[b_lo:b_hi])
+            _rgemm(blas, h_t[b_lo:b_hi], w_hh[2 * H :], wp2, np.int64(1), dh[b_lo:b_hi])
