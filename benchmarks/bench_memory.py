@@ -17,7 +17,8 @@ Linux) and runs ``--steps`` more steps. Reported per case and library:
     python benchmarks/bench_memory.py                 # all cells and shapes, 1 thread
     python benchmarks/bench_memory.py --cells lstm    # one cell
 
-Memory does not depend on the machine's load, so this can run beside other jobs.
+It prints the machine header of ``bench_rnn.py`` (benchmarks/machine.py) and the commit
+measured. Memory does not depend on the machine's load, so this can run beside other jobs.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from bench_rnn import SHAPES, Case  # noqa: E402
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
 
 def _rss_kib(field: str) -> int:
@@ -41,7 +43,7 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def child(lib: str, case: Case, steps: int) -> dict:
+def child(lib: str, case: Any, steps: int) -> dict:
     """Runs in the child process: build, warm up, reset the peak counter, measure."""
     import numpy as np
 
@@ -92,7 +94,7 @@ def child(lib: str, case: Case, steps: int) -> dict:
     return {"base_mib": base / 1024, "peak_mib": peak / 1024, "step_mib": (peak - base) / 1024}
 
 
-def measure(lib: str, case: Case, steps: int) -> dict:
+def measure(lib: str, case: Any, steps: int) -> dict:
     spec = json.dumps([lib, case.__dict__, steps])
     # a fixed mmap threshold: glibc's default grows it after the first large free, after which
     # freed activations stay resident and a step's peak would hide in the baseline
@@ -110,10 +112,17 @@ def main() -> None:
     ap.add_argument("--json", help="write the raw results to this file")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.child:
+    if args.child:  # imports only the library it measures (bench_rnn imports both)
         lib, fields, steps = json.loads(args.child)
-        print(json.dumps(child(lib, Case(**fields), steps)))
+        print(json.dumps(child(lib, SimpleNamespace(**fields), steps)))
         return
+    import machine
+    from bench_rnn import SHAPES, Case
+
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    print(machine.header())
+    print(f"commit: {commit or 'unknown'}; float32, 1 thread, {args.steps} measured steps\n")
     print("| case | rnnkit base / peak MiB | torch base / peak MiB | rnnkit step MiB "
           "| torch step MiB | torch/rnnkit (step) |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|")
@@ -131,7 +140,8 @@ def main() -> None:
                   f"{ours['step_mib']:.1f} | {theirs['step_mib']:.1f} | {ratio} |",
                   flush=True)  # fmt: skip
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        out = {"header": machine.header(), "commit": commit, "results": results}
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
