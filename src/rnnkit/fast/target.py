@@ -52,6 +52,7 @@ class Config:
     kc: int  # k block: the panel's KC x NR floats stay in L2
     mc: int  # rows of A swept per panel
     cpu: str  # the CPU name numba compiles for
+    copy_columns: bool = False  # copy a column-stored A (dA^T) into blocks before a product
 
     @property
     def nr(self) -> int:
@@ -63,7 +64,8 @@ class Config:
         forced = "" if self.requested == "auto" else f", forced by RNNKIT_KERNEL={self.requested}"
         return (
             f"rnnkit kernel {self.isa}{forced}: {self.vw}-float vectors, micro-tile "
-            f"{self.mr}x{self.nr} ({self.mr}x{self.nv} vectors), KC {self.kc}, MC {self.mc}; "
+            f"{self.mr}x{self.nr} ({self.mr}x{self.nv} vectors), KC {self.kc}, MC {self.mc}"
+            f"{', column-stored A copied' if self.copy_columns else ''}; "
             f"numba target {self.cpu}{' without AVX-512' if self.isa == 'avx2' else ''}"
         )
 
@@ -123,4 +125,4 @@ def config() -> Config:
     if "+avx512f" in active.split(","):
         return Config("avx512", want, vw=16, mr=6, nv=4, kc=1024, mc=192, cpu=cpu)
     isa = "avx2" if has_avx2 and "+avx2" in active.split(",") else "generic"
-    return Config(isa, want, vw=8, mr=6, nv=2, kc=1024, mc=192, cpu=cpu)
+    return Config(isa, want, vw=8, mr=6, nv=2, kc=1024, mc=192, cpu=cpu, copy_columns=True)
