@@ -24,6 +24,7 @@ import math
 import time
 from pathlib import Path
 
+import machine  # benchmarks/machine.py: the header (CPU, ISA, each library's kernel)
 import numpy as np
 import torch
 
@@ -102,6 +103,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rnnkit", action="store_true", help="time rnnkit's model instead")
     args = ap.parse_args()
+    print(machine.header(), flush=True)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     d = Path(args.data)
