@@ -10,11 +10,14 @@ Per layer and direction it does what the NumPy engine does, in the same order:
 
   before the loop:  XW = X W_ih^T + biases              one (T*B, D) x (D, G*H) product
                     (the float32 LSTM at batch >= 3 instead adds x_t W_ih^T inside each
-                    step's product: see :func:`fuses_projection`)
+                    step's product: see :func:`fuses_projection`; the plain RNN writes XW
+                    into the slots of its states)
   in the loop:      each step's recurrent product and its pointwise gate arithmetic, in one
                     compiled function per cell (:mod:`rnnkit.fast.loops`); backward also
                     sums the bias gradients
   after the loop:   dW_ih = dA^T X, dW_hh = dA^T H_prev, dX = dA W_ih, one product each
+                    (the RNN and GRU: after each chunk of steps, so that dA is never held
+                    for all T steps: see :func:`direction_backward`)
 
 float32 products run on rnnkit's own kernel (:mod:`rnnkit.fast.gemm`, on weights packed once
 per call), float64 ones through NumPy's BLAS. In float32 the work uses as many threads as
@@ -457,7 +460,12 @@ def direction_backward(
     cache: Any, dxs: Array, accumulate: bool, hid: Array,
 ) -> list[Array]:  # fmt: skip
     """dout (T, B, dirs*H): gradient of the layer's output. Writes (or with ``accumulate``
-    adds) dL/dxs into dxs; adds the parameter gradients into g; returns d(initial state)."""
+    adds) dL/dxs into dxs; adds the parameter gradients into g; returns d(initial state).
+
+    The LSTM's loop runs over all T steps, then the products over all of them. The RNN's
+    and GRU's run :func:`_chunk_steps` steps at a time, each chunk's products right after
+    it: their gradients of the pre-activations and the packed rows of X and H_prev are
+    those of one chunk (BENCHMARKS.md, "Peak memory of a training step")."""
     xs, hbuf, col, valid, reverse, cell_cache = cache
     T, B, D = xs.shape
     loop_backward = _LOOPS[layer.mode][1]
