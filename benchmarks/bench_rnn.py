@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import machine  # benchmarks/machine.py: the header (CPU, ISA, each library's kernel)
 import numpy as np
 import torch
-from threadpoolctl import threadpool_info, threadpool_limits
+from threadpoolctl import threadpool_limits
 
 import rnnkit
 
@@ -137,15 +137,7 @@ def sgemm_peak(threads: int, repeats: int = 5) -> float:
 
 
 def blas_description() -> str:
-    parts = []
-    for info in threadpool_info():
-        if info.get("user_api") == "blas":
-            lib = info.get("filepath", "").split("/")[-1]
-            parts.append(
-                f"{info.get('internal_api')} {info.get('version')} "
-                f"({info.get('architecture', '?')} kernel, {lib})"
-            )
-    return "; ".join(parts) or "unknown"
+    return "; ".join(machine.blas_kernels()) or "unknown"
 
 
 def bench(case: Case, mode: str, threads: int, warmup: int, repeats: int) -> dict:
