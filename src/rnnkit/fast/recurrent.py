@@ -192,8 +192,9 @@ def _product_packed(
 
 def _weight_grads(das: list[Array], b: Array, outs: list[Array]) -> None:
     """out += da^T b for each da, out (gradient arrays, accumulated in place), with b
-    packed once for all of them (float32; BLAS in float64)."""
-    packed = _packed(b)  # empty in float64
+    packed once for all of them (float32; BLAS in float64, and for this transposed A where
+    the configuration says so: see :func:`_product`)."""
+    packed = _g.EMPTY if _g.CONFIG.transposed_a_on_blas else _packed(b)  # empty in float64
     for da, out in zip(das, outs, strict=True):
         if packed.shape[0] > 0 and out.flags.c_contiguous and out.size > 0:
             _product_packed(da.T, packed, 1, out)
