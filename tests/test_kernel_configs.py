@@ -68,7 +68,7 @@ def test_forcing_avx2_compiles_without_avx512():
     assert out.stdout.split() == ["avx2", "8", "16", "6", "False"]
 
 
-def test_unknown_or_impossible_kernel_is_one_error():
+def test_an_unknown_kernel_is_refused_naming_the_value():
     out = _run(["-c", "from rnnkit.fast import gemm"], "avx1024")
     assert out.returncode != 0 and "RNNKIT_KERNEL='avx1024': expected one of" in out.stderr
 

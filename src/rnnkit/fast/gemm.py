@@ -53,7 +53,6 @@ NV = CONFIG.nv  # vectors per row of the block
 NR = VW * NV  # columns of a panel
 MR = CONFIG.mr  # rows of the block: MR * NV accumulators
 KC = CONFIG.kc  # k block: a panel's block is KC * NR floats (128 KiB with AVX-512), in L2
-COPY_COLUMNS = CONFIG.copy_columns  # copy A stored by columns before the product
 MC = CONFIG.mc  # rows of A swept per panel before moving on, so they stay in L2
 MIN_ROWS = 256  # fewer rows than this: a product is not split between threads
 
@@ -189,7 +188,9 @@ def _wide_panels(mr: int) -> int:
     return p
 
 
-WIDE_ROWS = max([m for m in range(1, MR + 1) if _wide_panels(m) > 1], default=0)
+# by rows (0 rows: 1); a constant in compiled code
+WIDE_PANELS = (1,) + tuple(_wide_panels(m) for m in range(1, MR + 1))
+WIDE_ROWS = max([m for m in range(1, MR + 1) if WIDE_PANELS[m] > 1], default=0)
 
 
 @intrinsic
@@ -206,7 +207,7 @@ def _tile_wide(typingctx, mr, panels, a, a_rs, a_ks, p, p_stride, k, c, ldc, bet
         done = builder.append_basic_block("wide_done")
         switch = builder.switch(key, done)
         for m in range(1, WIDE_ROWS + 1):
-            for q in range(2, _wide_panels(m) + 1):
+            for q in range(2, WIDE_PANELS[m] + 1):
                 block = builder.append_basic_block(f"wide_{m}x{q}")
                 switch.add_case(ir.Constant(i64, m * 8 + q), block)
                 builder.position_at_end(block)
@@ -217,16 +218,6 @@ def _tile_wide(typingctx, mr, panels, a, a_rs, a_ks, p, p_stride, k, c, ldc, bet
 
     i = types.int64
     return types.void(i, i, i, i, i, i, i, i, i, i, i, i), codegen
-
-
-@nb.njit(**_JIT)
-def _panels_at_once(mr):  # type: ignore[no-untyped-def]
-    """:func:`_wide_panels` (mr) in compiled code: WIDE_ROWS and the table are constants."""
-    p = 1
-    if mr <= WIDE_ROWS:
-        while mr * NV * p < 8 and mr * NV * (p + 1) <= (24 if VW == 16 else 12):
-            p += 1
-    return p
 
 
 # Eigen's float32 tanh (generic_fast_tanh_float), shared with rnnkit.fast.loops._tanh: x
@@ -520,15 +511,6 @@ def _row_block(i, blocks, m):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(**_JIT)
-def _copy_columns(a, i_blk, i_end, k0, kc, out):  # type: ignore[no-untyped-def]
-    """out[k, :rows] = a[i_blk:i_end, k0 + k] for k < kc, for A stored by columns (each
-    column's rows adjacent): one contiguous copy per k."""
-    rows = i_end - i_blk
-    for k in range(kc):
-        out[k, :rows] = a[i_blk:i_end, k0 + k]
-
-
-@nb.njit(**_JIT)
 def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no-untyped-def]
     """c[row_lo:row_hi] = init + a[row_lo:row_hi] B, B (K, n) given packed by :func:`pack`;
     init is 0 (beta 0), c itself (beta 1), or bias in every row (beta 2; bias from
@@ -555,21 +537,11 @@ def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no
     pa0, pp0, pc0 = a.ctypes.data, packed.ctypes.data, c.ctypes.data
     panels = packed.shape[0]
     tmp = np.empty((MR if n % NR else 0, NR), np.float32)  # for a last, partial panel
-    # A stored by columns (a transposed operand: the weight gradients' dA^T): its rows at
-    # one k are adjacent, and each k is a row stride of A away, a new page at every step of
-    # the tile's k loop for the usual shapes. With AVX2 (2 vectors per row of the tile, so
-    # half the work per step of AVX-512's 4) that ran at 66 GFLOP/s against OpenBLAS's 105;
-    # copied once per block of MC rows and KC k into (KC, MC), it runs at 90. With AVX-512
-    # the copy costs more than it saves (109 -> 99): CONFIG.copy_columns says which.
-    pack_a = COPY_COLUMNS and a_rs == 1 and a_ks > MC and row_hi - row_lo > MR and panels > 1
-    abuf = np.empty((KC, MC) if pack_a else (0, 0), np.float32)
     for k0 in range(0, K, KC):
         kc = min(KC, K - k0)
         bk = beta if k0 == 0 else 1
         for i_blk in range(row_lo, row_hi, MC):
             i_end = min(i_blk + MC, row_hi)
-            if pack_a:
-                _copy_columns(a, i_blk, i_end, k0, kc, abuf)
             q = 0
             while q < panels:
                 j0 = q * NR
@@ -578,7 +550,7 @@ def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no
                 pb = bias.ctypes.data + (j0 * 4 if bk == 2 else 0)
                 blocks = _row_blocks(i_end - i_blk)
                 # a block of few rows over several whole panels at once (batch 1-3)
-                wide = min(_panels_at_once(i_end - i_blk), (n - j0) // NR) if blocks == 1 else 1
+                wide = min(WIDE_PANELS[i_end - i_blk], (n - j0) // NR) if blocks == 1 else 1
                 if wide > 1:
                     pa = pa0 + (i_blk * a_rs + k0 * a_ks) * 4
                     pc = pc0 + (i_blk * ldc + j0) * 4
@@ -586,17 +558,13 @@ def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no
                     q += wide
                     continue
                 q += 1
-                rs, ks = a_rs, a_ks
                 for ib in range(blocks):
                     i0, mr = _row_block(ib, blocks, i_end - i_blk)
-                    if pack_a:  # the block's rows in the copy
-                        pa, rs, ks = abuf.ctypes.data + i0 * 4, 1, MC
                     i0 += i_blk
-                    if not pack_a:
-                        pa = pa0 + (i0 * a_rs + k0 * a_ks) * 4
+                    pa = pa0 + (i0 * a_rs + k0 * a_ks) * 4
                     if w == NR:
                         pc = pc0 + (i0 * ldc + j0) * 4
-                        _tile(mr, NV, pa, rs, ks, pp, kc, pc, ldc, bk, pb)
+                        _tile(mr, NV, pa, a_rs, a_ks, pp, kc, pc, ldc, bk, pb)
                     else:
                         for r in range(mr):
                             if bk == 1:
@@ -605,7 +573,7 @@ def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no
                                 tmp[r, :w] = bias[j0 : j0 + w]
                         nv = (w + VW - 1) // VW
                         pt = tmp.ctypes.data
-                        _tile(mr, nv, pa, rs, ks, pp, kc, pt, NR, min(bk, 1), pb)
+                        _tile(mr, nv, pa, a_rs, a_ks, pp, kc, pt, NR, min(bk, 1), pb)
                         for r in range(mr):
                             c[i0 + r, j0 : j0 + w] = tmp[r, :w]
 

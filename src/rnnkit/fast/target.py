@@ -52,9 +52,10 @@ class Config:
     kc: int  # k block: the panel's KC x NR floats stay in L2
     mc: int  # rows of A swept per panel
     cpu: str  # the CPU name numba compiles for
-    copy_columns: bool = False  # copy a column-stored A (dA^T) into blocks before a product
-    # products with a transposed A (the weight gradients) through BLAS: with AVX2, OpenBLAS's
-    # Haswell kernel ran them at 105 GFLOP/s, this kernel at 90 with copy_columns, 66 without
+    # products with a transposed A (the weight gradients, dA^T X) through BLAS: with AVX2,
+    # OpenBLAS's Haswell kernel ran them at 105 GFLOP/s, this kernel at 66 (each k of dA^T a
+    # row of dA away: a new page per step of its k loop), and at 90 with A copied into
+    # blocks first; with AVX-512 the kernel's 109 beats OpenBLAS's 100 (BENCHMARKS.md)
     transposed_a_on_blas: bool = False
 
     @property
@@ -68,7 +69,6 @@ class Config:
         return (
             f"rnnkit kernel {self.isa}{forced}: {self.vw}-float vectors, micro-tile "
             f"{self.mr}x{self.nr} ({self.mr}x{self.nv} vectors), KC {self.kc}, MC {self.mc}"
-            f"{', column-stored A copied' if self.copy_columns else ''}"
             f"{', transposed A on BLAS' if self.transposed_a_on_blas else ''}; "
             f"numba target {self.cpu}{' without AVX-512' if self.isa == 'avx2' else ''}"
         )
@@ -129,5 +129,4 @@ def config() -> Config:
     if "+avx512f" in active.split(","):
         return Config("avx512", want, vw=16, mr=6, nv=4, kc=1024, mc=192, cpu=cpu)
     isa = "avx2" if has_avx2 and "+avx2" in active.split(",") else "generic"
-    return Config(isa, want, vw=8, mr=6, nv=2, kc=1024, mc=192, cpu=cpu, copy_columns=True,
-                  transposed_a_on_blas=True)  # fmt: skip
+    return Config(isa, want, vw=8, mr=6, nv=2, kc=1024, mc=192, cpu=cpu, transposed_a_on_blas=True)
