@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -494,6 +495,15 @@ NO_BIAS = np.zeros(NR, np.float32)  # the bias argument where beta is 0 or 1
 
 
 @nb.njit(**_JIT)
+def _put(dst, src):  # type: ignore[no-untyped-def]
+    """dst[:] = src, element by element: numba's slice assignment compiles a formatted
+    shape-mismatch error with it, seconds of a cold start for a check the callers' shapes
+    make true."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
+
+
+@nb.njit(**_JIT)
 def _row_blocks(m):  # type: ignore[no-untyped-def]
     """How many blocks of at most MR rows m rows take: ceil(m / MR). With
     :func:`_row_block`, the blocks are as even as possible (64 rows: nine blocks of 6 and
@@ -508,6 +518,142 @@ def _row_block(i, blocks, m):  # type: ignore[no-untyped-def]
     """The first row and the row count of block i of ``blocks`` over m rows."""
     lo = i * m // blocks
     return lo, (i + 1) * m // blocks - lo
+
+
+# --- the three products' bodies: compiled once, called by address --------------------------
+#
+# numba compiles a callee into every caller and optimises it there again: the kernel's
+# unrolled blocks (36 of them with AVX-512) were compiled anew in each loop that calls a
+# product, and a first LSTM training step waited 35 s for it. These bodies are C functions
+# instead (numba.cfunc, on int64 addresses and strides), compiled (or loaded from numba's
+# cache) once when this module is imported and registered with LLVM under a name of their
+# own; the array-taking functions below check their arguments and call them by that name, so
+# their callers compile a call and not the kernel (BENCHMARKS.md, "Cold start").
+
+
+@intrinsic
+def _f32(typingctx, address):  # type: ignore[no-untyped-def]
+    """The float32 pointer at an int64 address (for numba.carray)."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.inttoptr(args[0], _F32.as_pointer())
+
+    return types.CPointer(types.float32)(types.int64), codegen
+
+
+@intrinsic
+def _u8(typingctx, address):  # type: ignore[no-untyped-def]
+    """The uint8 pointer at an int64 address (for numba.carray)."""
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+
+    return types.CPointer(types.uint8)(types.int64), codegen
+
+
+@nb.njit(**_JIT)
+def _floats(address, n):  # type: ignore[no-untyped-def]
+    """The n float32 at an int64 address, as an array."""
+    return nb.carray(_f32(address), (n,))
+
+
+@nb.njit(**_JIT)
+def _put_strided(dst, address, stride):  # type: ignore[no-untyped-def]
+    """dst[:] = the float32 at address, stride floats apart."""
+    for j in range(dst.shape[0]):
+        dst[j] = _floats(address + j * stride * 4, 1)[0]
+
+
+@nb.njit(**_JIT)
+def _alive(a):  # type: ignore[no-untyped-def]
+    """A use of ``a``: called after a body that writes into a's memory by address, so that
+    numba frees a (scratch) only after the call."""
+    return a.shape[0]
+
+
+def _calling(symbol: str, nargs: int):  # type: ignore[no-untyped-def]
+    """An intrinsic calling the C function ``void symbol(int64 x nargs)`` with a tuple of
+    nargs int64: the function is resolved by name when the caller's code is loaded, so the
+    caller caches (numba's cache keeps the name, not an address)."""
+
+    @intrinsic
+    def call(typingctx, args):  # type: ignore[no-untyped-def]
+        if not (isinstance(args, types.UniTuple) and args.count == nargs):
+            return None
+
+        def codegen(context, builder, signature, llargs):  # type: ignore[no-untyped-def]
+            fnty = ir.FunctionType(ir.VoidType(), [_I64] * nargs)
+            fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
+            values = cgutils.unpack_tuple(builder, llargs[0])
+            builder.call(fn, [builder.sext(v, _I64) if v.type != _I64 else v for v in values])
+            return context.get_dummy_value()
+
+        return types.void(args), codegen
+
+    return call
+
+
+NATIVE: dict[str, object] = {}  # symbol -> its numba.cfunc (tests look at them)
+
+
+def _native(nargs: int):  # type: ignore[no-untyped-def]
+    """Decorate a body as a C function of nargs int64, registered with LLVM under
+    ``rnnkit_<name>`` (one configuration per process: RNNKIT_KERNEL is read once)."""
+
+    def register(body):  # type: ignore[no-untyped-def]
+        compiled = nb.cfunc(types.void(*[types.int64] * nargs), cache=True,
+                            error_model="numpy")(body)  # fmt: skip
+        symbol = "rnnkit_" + body.__name__.lstrip("_")
+        llvm.add_symbol(symbol, compiled.address)
+        NATIVE[symbol] = compiled
+        return _calling(symbol, nargs)
+
+    return register
+
+
+@_native(14)
+def _gemm_body(pa0, a_rs, a_ks, K, pp0, panels, n, beta, pc0, ldc, row_lo, row_hi, pb0, pt):  # type: ignore[no-untyped-def]
+    """:func:`gemm_packed` for K > 0 on addresses (pt: MR x NR floats of scratch)."""
+    for k0 in range(0, K, KC):
+        kc = min(KC, K - k0)
+        bk = beta if k0 == 0 else 1
+        for i_blk in range(row_lo, row_hi, MC):
+            i_end = min(i_blk + MC, row_hi)
+            q = 0
+            while q < panels:
+                j0 = q * NR
+                w = min(NR, n - j0)
+                pp = pp0 + (q * K + k0) * NR * 4
+                pb = pb0 + (j0 * 4 if bk == 2 else 0)
+                blocks = _row_blocks(i_end - i_blk)
+                # a block of few rows over several whole panels at once (batch 1-3)
+                wide = min(WIDE_PANELS[i_end - i_blk], (n - j0) // NR) if blocks == 1 else 1
+                if wide > 1:
+                    pa = pa0 + (i_blk * a_rs + k0 * a_ks) * 4
+                    pc = pc0 + (i_blk * ldc + j0) * 4
+                    _tile_wide(i_end - i_blk, wide, pa, a_rs, a_ks, pp, K * NR, kc, pc, ldc, bk, pb)
+                    q += wide
+                    continue
+                q += 1
+                for ib in range(blocks):
+                    i0, mr = _row_block(ib, blocks, i_end - i_blk)
+                    i0 += i_blk
+                    pa = pa0 + (i0 * a_rs + k0 * a_ks) * 4
+                    if w == NR:
+                        pc = pc0 + (i0 * ldc + j0) * 4
+                        _tile(mr, NV, pa, a_rs, a_ks, pp, kc, pc, ldc, bk, pb)
+                    else:  # a last, partial panel: through the scratch block
+                        for r in range(mr):
+                            tmp_r = _floats(pt + r * NR * 4, w)
+                            if bk == 1:
+                                _put(tmp_r, _floats(pc0 + ((i0 + r) * ldc + j0) * 4, w))
+                            elif bk == 2:
+                                _put(tmp_r, _floats(pb0 + j0 * 4, w))
+                        nv = (w + VW - 1) // VW
+                        _tile(mr, nv, pa, a_rs, a_ks, pp, kc, pt, NR, min(bk, 1), pb)
+                        for r in range(mr):
+                            _put(_floats(pc0 + ((i0 + r) * ldc + j0) * 4, w),
+                                 _floats(pt + r * NR * 4, w))  # fmt: skip
 
 
 @nb.njit(**_JIT)
@@ -530,52 +676,16 @@ def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no
             if beta == 0:
                 c[i, :n] = 0
             elif beta == 2:
-                c[i, :n] = bias[:n]
+                _put(c[i, :n], bias[:n])
         return
-    a_rs, a_ks = a.strides[0] // 4, a.strides[1] // 4
-    ldc = c.strides[0] // 4
-    pa0, pp0, pc0 = a.ctypes.data, packed.ctypes.data, c.ctypes.data
-    panels = packed.shape[0]
     tmp = np.empty((MR if n % NR else 0, NR), np.float32)  # for a last, partial panel
-    for k0 in range(0, K, KC):
-        kc = min(KC, K - k0)
-        bk = beta if k0 == 0 else 1
-        for i_blk in range(row_lo, row_hi, MC):
-            i_end = min(i_blk + MC, row_hi)
-            q = 0
-            while q < panels:
-                j0 = q * NR
-                w = min(NR, n - j0)
-                pp = pp0 + (q * K + k0) * NR * 4
-                pb = bias.ctypes.data + (j0 * 4 if bk == 2 else 0)
-                blocks = _row_blocks(i_end - i_blk)
-                # a block of few rows over several whole panels at once (batch 1-3)
-                wide = min(WIDE_PANELS[i_end - i_blk], (n - j0) // NR) if blocks == 1 else 1
-                if wide > 1:
-                    pa = pa0 + (i_blk * a_rs + k0 * a_ks) * 4
-                    pc = pc0 + (i_blk * ldc + j0) * 4
-                    _tile_wide(i_end - i_blk, wide, pa, a_rs, a_ks, pp, K * NR, kc, pc, ldc, bk, pb)
-                    q += wide
-                    continue
-                q += 1
-                for ib in range(blocks):
-                    i0, mr = _row_block(ib, blocks, i_end - i_blk)
-                    i0 += i_blk
-                    pa = pa0 + (i0 * a_rs + k0 * a_ks) * 4
-                    if w == NR:
-                        pc = pc0 + (i0 * ldc + j0) * 4
-                        _tile(mr, NV, pa, a_rs, a_ks, pp, kc, pc, ldc, bk, pb)
-                    else:
-                        for r in range(mr):
-                            if bk == 1:
-                                tmp[r, :w] = c[i0 + r, j0 : j0 + w]
-                            elif bk == 2:
-                                tmp[r, :w] = bias[j0 : j0 + w]
-                        nv = (w + VW - 1) // VW
-                        pt = tmp.ctypes.data
-                        _tile(mr, nv, pa, a_rs, a_ks, pp, kc, pt, NR, min(bk, 1), pb)
-                        for r in range(mr):
-                            c[i0 + r, j0 : j0 + w] = tmp[r, :w]
+    _gemm_body((np.int64(a.ctypes.data), np.int64(a.strides[0] // 4),
+                np.int64(a.strides[1] // 4), np.int64(K), np.int64(packed.ctypes.data),
+                np.int64(packed.shape[0]), np.int64(n), np.int64(beta),
+                np.int64(c.ctypes.data), np.int64(c.strides[0] // 4), np.int64(row_lo),
+                np.int64(row_hi), np.int64(bias.ctypes.data),
+                np.int64(tmp.ctypes.data)))  # fmt: skip
+    _alive(tmp)
 
 
 @nb.njit(**_JIT)
@@ -596,6 +706,25 @@ def _tiles2(mr, nv, pa1, rs1, ks1, pp1, k1, pa2, rs2, ks2, pp2, k2, pc, ldc, pb)
     return beta == 1
 
 
+@_native(17)
+def _gemm2_body(pa1, rs1, ks1, K1, pp1, pa2, rs2, ks2, K2, pp2, panels, n, M, pc0, ldc, pb0, pt):  # type: ignore[no-untyped-def]
+    """:func:`gemm_packed2` on addresses (pt: MR x NR floats of scratch)."""
+    for q in range(panels):
+        j0 = q * NR
+        w = min(NR, n - j0)
+        nv = (w + VW - 1) // VW
+        blocks = _row_blocks(M)
+        for ib in range(blocks):
+            i0, mr = _row_block(ib, blocks, M)
+            pc, lc = (pc0 + (i0 * ldc + j0) * 4, ldc) if w == NR else (pt, np.int64(NR))
+            done = _tiles2(mr, nv, pa1 + i0 * rs1 * 4, rs1, ks1, pp1 + q * K1 * NR * 4, K1,
+                           pa2 + i0 * rs2 * 4, rs2, ks2, pp2 + q * K2 * NR * 4, K2, pc, lc,
+                           pb0 + j0 * 4)  # fmt: skip
+            for r in range(mr if not done or w < NR else 0):
+                src = pb0 + j0 * 4 if not done else pt + r * NR * 4  # K1 = K2 = 0: the bias
+                _put(_floats(pc0 + ((i0 + r) * ldc + j0) * 4, w), _floats(src, w))
+
+
 @nb.njit(**_JIT)
 def gemm_packed2(a1, p1, a2, p2, n, c, bias):  # type: ignore[no-untyped-def]
     """c = bias + a1 B1 + a2 B2 for all rows of c, with B1 (K1, n) and B2 (K2, n) packed and
@@ -604,43 +733,64 @@ def gemm_packed2(a1, p1, a2, p2, n, c, bias):  # type: ignore[no-untyped-def]
     The LSTM's step: x_t W_ih^T + h_{t-1} W_hh^T + b in one pass, so that the input
     projection never goes through memory (rnnkit.fast.loops.lstm_forward).
     """
-    M, K1, K2 = c.shape[0], a1.shape[1], a2.shape[1]
+    M = c.shape[0]
     if M == 0 or n == 0:
         return
     if c.shape[1] > 1 and c.strides[1] != 4:
         raise ValueError("gemm_packed2: columns of c must be contiguous")
     if bias.shape[0] < p1.shape[0] * NR or p1.shape[0] != p2.shape[0]:
         raise ValueError("gemm_packed2: bias or panels do not match")
-    rs1, ks1 = a1.strides[0] // 4, a1.strides[1] // 4
-    rs2, ks2 = a2.strides[0] // 4, a2.strides[1] // 4
-    ldc = c.strides[0] // 4
-    pa1, pa2, pp1, pp2 = a1.ctypes.data, a2.ctypes.data, p1.ctypes.data, p2.ctypes.data
     tmp = np.empty((MR, NR), np.float32)
-    for q in range(p1.shape[0]):
-        j0 = q * NR
-        w = min(NR, n - j0)
-        pb = bias.ctypes.data + j0 * 4
-        nv = (w + VW - 1) // VW
-        blocks = _row_blocks(M)
-        for ib in range(blocks):
-            i0, mr = _row_block(ib, blocks, M)
-            pc, lc = (
-                (c.ctypes.data + (i0 * ldc + j0) * 4, ldc) if w == NR else (tmp.ctypes.data, NR)
-            )
-            done = _tiles2(mr, nv, pa1 + i0 * rs1 * 4, rs1, ks1, pp1 + q * K1 * NR * 4, K1,
-                           pa2 + i0 * rs2 * 4, rs2, ks2, pp2 + q * K2 * NR * 4, K2, pc, lc,
-                           pb)  # fmt: skip
-            if not done:  # K1 = K2 = 0: c is the bias
-                for r in range(mr):
-                    c[i0 + r, j0 : j0 + w] = bias[j0 : j0 + w]
-            elif w < NR:
-                for r in range(mr):
-                    c[i0 + r, j0 : j0 + w] = tmp[r, :w]
+    _gemm2_body((np.int64(a1.ctypes.data), np.int64(a1.strides[0] // 4),
+                 np.int64(a1.strides[1] // 4), np.int64(a1.shape[1]), np.int64(p1.ctypes.data),
+                 np.int64(a2.ctypes.data), np.int64(a2.strides[0] // 4),
+                 np.int64(a2.strides[1] // 4), np.int64(a2.shape[1]), np.int64(p2.ctypes.data),
+                 np.int64(p1.shape[0]), np.int64(n), np.int64(M), np.int64(c.ctypes.data),
+                 np.int64(c.strides[0] // 4), np.int64(bias.ctypes.data),
+                 np.int64(tmp.ctypes.data)))  # fmt: skip
+    _alive(tmp)
 
 
 @nb.njit(**_JIT)
 def _unit_cols(a):  # type: ignore[no-untyped-def]
     return a.shape[0] == 0 or a.shape[1] <= 1 or a.strides[1] == 4
+
+
+@_native(26)
+def _lstm_body(px, rs1, ks1, K1, pp1, ph0, rs2, ks2, k2, pp2, pbias, M, H, pcp0, lcp, pcn0, lcn,
+               phn0, lhn, pg0, lg, ptc0, ltc, preal, nreal, pblk):  # type: ignore[no-untyped-def]
+    """:func:`lstm_step` on addresses and row strides in floats (pg0, ptc0: 0 where the gates
+    or tanh(c) are not kept; pblk: 4 x MR x NR floats of scratch)."""
+    units = H // NR  # panels per gate
+    real = nb.carray(_u8(preal), (nreal,))
+    blocks = _row_blocks(M)
+    for u in range(units):
+        j = u * NR  # the block's first unit
+        for ib in range(blocks):
+            i0, mr = _row_block(ib, blocks, M)
+            for gate in range(4):
+                q = gate * units + u
+                pc = pblk + gate * MR * NR * 4
+                done = _tiles2(mr, np.int64(NV), px + i0 * rs1 * 4, rs1, ks1,
+                               pp1 + q * K1 * NR * 4, K1, ph0 + i0 * rs2 * 4, rs2, ks2,
+                               pp2 + q * H * NR * 4, k2, pc, np.int64(NR),
+                               pbias + q * NR * 4)  # fmt: skip
+                if not done:  # K1 = k2 = 0: the bias alone
+                    for r in range(mr):
+                        _put(_floats(pc + r * NR * 4, NR), _floats(pbias + q * NR * 4, NR))
+            for r in range(mr):
+                b = i0 + r
+                pcp, pcn, ph = pcp0 + b * lcp * 4, pcn0 + b * lcn * 4, phn0 + b * lhn * 4
+                if nreal > 0 and real[b] == 0:  # padding: h and c carried unchanged
+                    _put(_floats(pcn + j * 4, NR), _floats(pcp + j * 4, NR))
+                    _put_strided(_floats(ph + j * 4, NR), ph0 + (b * rs2 + j * ks2) * 4, ks2)
+                    continue
+                for v in range(0, NR, VW):
+                    o = (j + v) * 4
+                    pg = pg0 + b * lg * 4 + o if pg0 != 0 else 0  # 0: not kept
+                    ptc = ptc0 + b * ltc * 4 + o if ptc0 != 0 else 0
+                    _lstm_cell_from(pblk + (r * NR + v) * 4, MR * NR, pg, H, pcp + o, pcn + o, ptc,
+                                    ph + o)  # fmt: skip
 
 
 @nb.njit(**_JIT)
@@ -667,37 +817,17 @@ def lstm_step(x, p1, h_prev, k2, p2, bias, c_prev, c_new, h_new, g, tc, real):  
     if not (_unit_cols(c_prev) and _unit_cols(c_new) and _unit_cols(h_new) and _unit_cols(g)
             and _unit_cols(tc)):  # fmt: skip
         raise ValueError("lstm_step: columns of the state and gates must be contiguous")
-    keep_g, keep_tc = g.shape[0] == M, tc.shape[0] == M
-    rs1, ks1 = x.strides[0] // 4, x.strides[1] // 4
-    rs2, ks2 = h_prev.strides[0] // 4, h_prev.strides[1] // 4
-    block = np.empty((4, MR, NR), np.float32)
-    pblk, pbias = block.ctypes.data, bias.ctypes.data
-    blocks = _row_blocks(M)
-    for u in range(units):
-        j = u * NR  # the block's first unit
-        for ib in range(blocks):
-            i0, mr = _row_block(ib, blocks, M)
-            for gate in range(4):
-                q = gate * units + u
-                pc = pblk + gate * MR * NR * 4
-                done = _tiles2(mr, NV, x.ctypes.data + i0 * rs1 * 4, rs1, ks1,
-                               p1.ctypes.data + q * K1 * NR * 4, K1,
-                               h_prev.ctypes.data + i0 * rs2 * 4, rs2, ks2,
-                               p2.ctypes.data + q * H * NR * 4, k2, pc, NR,
-                               pbias + q * NR * 4)  # fmt: skip
-                if not done:  # K1 = k2 = 0: the bias alone
-                    for r in range(mr):
-                        block[gate, r] = bias[q * NR : (q + 1) * NR]
-            for r in range(mr):
-                b = i0 + r
-                if real.shape[0] > 0 and real[b] == 0:
-                    c_new[b, j : j + NR] = c_prev[b, j : j + NR]
-                    h_new[b, j : j + NR] = h_prev[b, j : j + NR]
-                    continue
-                pcp, pcn, ph = c_prev[b].ctypes.data, c_new[b].ctypes.data, h_new[b].ctypes.data
-                for v in range(0, NR, VW):
-                    o = (j + v) * 4
-                    pg = g[b].ctypes.data + o if keep_g else 0  # 0: not kept
-                    ptc = tc[b].ctypes.data + o if keep_tc else 0
-                    _lstm_cell_from(pblk + (r * NR + v) * 4, MR * NR, pg, H, pcp + o, pcn + o, ptc,
-                                    ph + o)  # fmt: skip
+    block = np.empty((4, MR, NR), np.float32)  # scratch: a block of each gate's rows
+    _lstm_body((np.int64(x.ctypes.data), np.int64(x.strides[0] // 4),
+                np.int64(x.strides[1] // 4), np.int64(K1), np.int64(p1.ctypes.data),
+                np.int64(h_prev.ctypes.data), np.int64(h_prev.strides[0] // 4),
+                np.int64(h_prev.strides[1] // 4), np.int64(k2), np.int64(p2.ctypes.data),
+                np.int64(bias.ctypes.data), np.int64(M), np.int64(H),
+                np.int64(c_prev.ctypes.data), np.int64(c_prev.strides[0] // 4),
+                np.int64(c_new.ctypes.data), np.int64(c_new.strides[0] // 4),
+                np.int64(h_new.ctypes.data), np.int64(h_new.strides[0] // 4),
+                np.int64(g.ctypes.data if g.shape[0] == M else 0), np.int64(g.strides[0] // 4),
+                np.int64(tc.ctypes.data if tc.shape[0] == M else 0), np.int64(tc.strides[0] // 4),
+                np.int64(real.ctypes.data), np.int64(real.shape[0]),
+                np.int64(block.ctypes.data)))  # fmt: skip
+    _alive(block)
