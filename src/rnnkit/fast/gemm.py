@@ -758,7 +758,7 @@ def _unit_cols(a):  # type: ignore[no-untyped-def]
 
 @_native(26)
 def _lstm_body(px, rs1, ks1, K1, pp1, ph0, rs2, ks2, k2, pp2, pbias, M, H, pcp0, lcp, pcn0, lcn,
-               phn0, lhn, pg0, lg, ptc0, ltc, preal, nreal, pblk):  # type: ignore[no-untyped-def]
+               phn0, lhn, pg0, lg, ptc0, ltc, preal, nreal, pblk):  # type: ignore[no-untyped-def]  # fmt: skip
     """:func:`lstm_step` on addresses and row strides in floats (pg0, ptc0: 0 where the gates
     or tanh(c) are not kept; pblk: 4 x MR x NR floats of scratch)."""
     units = H // NR  # panels per gate
