@@ -26,11 +26,19 @@ step together, block by block, where H is a whole number of panels. The layers c
 :mod:`rnnkit.fast.loops` and :mod:`rnnkit.fast.recurrent`; tests/test_gemm.py checks them
 against NumPy and torch.
 
+The products themselves (the bodies of :func:`gemm_packed`, :func:`gemm_packed2`,
+:func:`lstm_step` and :func:`pack_into`, and the two-product block they share) are C functions
+(``numba.cfunc``), compiled or loaded from numba's cache once, when this module is imported,
+and called by name: numba would otherwise compile each into every loop that calls it, and
+optimise it again there (a cold first LSTM training step waited 35 s for that).
+
 For whoever edits this file: numba's on-disk cache of a function is invalidated by changes to
-its own file only, and the loops of rnnkit.fast.loops compile these functions into themselves;
-after a change here, delete ``src/rnnkit/fast/__pycache__/loops*.nb*`` (or touch loops.py),
-or the loops keep running the old code. Each configuration's code is cached apart (numba
-keys its cache by CPU features).
+its own file only. The bodies are called by name, so the loops need nothing after a change to
+one; but the small functions the loops call directly (the wrappers that check arguments, the
+pointwise intrinsics such as :func:`lstm_cell`) are compiled into the loops: after a change to
+those, delete ``src/rnnkit/fast/__pycache__/loops*.nb*`` (or touch loops.py), or the loops
+keep running the old code. Each configuration's code is cached apart (numba keys its cache by
+CPU features).
 """
 
 from __future__ import annotations
@@ -430,56 +438,14 @@ def pack(b):  # type: ignore[no-untyped-def]
 
 @nb.njit(**_JIT)
 def pack_into(b, out):  # type: ignore[no-untyped-def]
-    """:func:`pack` into ``out`` of shape :func:`packed_shape` (b.shape)."""
+    """:func:`pack` into ``out`` of shape :func:`packed_shape` (b.shape), C-contiguous."""
     K, N = b.shape
     if out.shape[0] != (N + NR - 1) // NR or out.shape[1] != K:
         raise ValueError("pack_into: out has the wrong shape")
-    if K >= VW and N >= VW and b.strides[0] == 4 and b.strides[1] > 0 and b.strides[1] % 4 == 0:
-        _pack_transposed(b, out)  # b = W^T, W's rows contiguous: the weights
-    else:
-        _pack_rows(b, out)
-
-
-@nb.njit(**_JIT)
-def _pack_transposed(b, out):  # type: ignore[no-untyped-def]
-    """:func:`pack_into` for b = W^T with W's rows contiguous (b's column j is row j of W):
-    blocks of VW x VW transposed in registers (:func:`_transpose_block`), the edges (k past
-    the last whole block, the last panel's missing columns) element by element: reading W^T
-    down its columns directly thrashes L1 on power-of-two row strides (BENCHMARKS.md,
-    session 9)."""
-    K, N = b.shape
-    kv = K - K % VW  # k covered by whole blocks
-    ld = b.strides[1] // 4  # W's row stride
-    for q in range(out.shape[0]):
-        j0 = q * NR
-        w = min(NR, N - j0)
-        wv = w - w % VW  # columns covered by whole blocks
-        for jb in range(0, wv, VW):
-            src = b[:, j0 + jb :].ctypes.data
-            dst = out[q, :, jb:].ctypes.data
-            for k0 in range(0, kv, VW):
-                _transpose_block(src + k0 * 4, ld, dst + k0 * NR * 4, NR)
-        for k in range(K):
-            row = out[q, k]
-            for j in range(wv if k < kv else 0, w):
-                row[j] = b[k, j0 + j]
-            for j in range(w, NR):
-                row[j] = 0
-
-
-@nb.njit(**_JIT)
-def _pack_rows(b, out):  # type: ignore[no-untyped-def]
-    K, N = b.shape
-    for q in range(out.shape[0]):
-        j0 = q * NR
-        w = min(NR, N - j0)
-        for k in range(K):
-            row = out[q, k]
-            src = b[k, j0 : j0 + w]
-            for j in range(w):
-                row[j] = src[j]
-            for j in range(w, NR):
-                row[j] = 0
+    if out.shape[0] * K > 0 and (out.strides[0] != K * NR * 4 or out.strides[1] != NR * 4):
+        raise ValueError("pack_into: out must be C-contiguous")
+    _pack_body((b.ctypes.data, b.strides[0] // 4, b.strides[1] // 4, K, N, out.ctypes.data,
+                out.shape[0]))  # fmt: skip
 
 
 @nb.njit(**_JIT)
@@ -520,15 +486,15 @@ def _row_block(i, blocks, m):  # type: ignore[no-untyped-def]
     return lo, (i + 1) * m // blocks - lo
 
 
-# --- the three products' bodies: compiled once, called by address --------------------------
+# --- the products' bodies: compiled once, called by name -----------------------------------
 #
 # numba compiles a callee into every caller and optimises it there again: the kernel's
-# unrolled blocks (36 of them with AVX-512) were compiled anew in each loop that calls a
+# unrolled blocks (24 per switch with AVX-512) were compiled anew in each loop that calls a
 # product, and a first LSTM training step waited 35 s for it. These bodies are C functions
 # instead (numba.cfunc, on int64 addresses and strides), compiled (or loaded from numba's
 # cache) once when this module is imported and registered with LLVM under a name of their
-# own; the array-taking functions below check their arguments and call them by that name, so
-# their callers compile a call and not the kernel (BENCHMARKS.md, "Cold start").
+# own; the array-taking functions check their arguments and call them by that name, so their
+# callers compile a call and not the kernel (BENCHMARKS.md, "Cold start").
 
 
 @intrinsic
@@ -571,24 +537,27 @@ def _alive(a):  # type: ignore[no-untyped-def]
     return a.shape[0]
 
 
-def _calling(symbol: str, nargs: int):  # type: ignore[no-untyped-def]
-    """An intrinsic calling the C function ``void symbol(int64 x nargs)`` with a tuple of
-    nargs int64: the function is resolved by name when the caller's code is loaded, so the
-    caller caches (numba's cache keeps the name, not an address)."""
+def _calling(symbol: str, nargs: int, returns: bool):  # type: ignore[no-untyped-def]
+    """An intrinsic calling the C function ``symbol(int64 x nargs)`` (returning void, or an
+    int64 where ``returns``) with a tuple of nargs integers: the function is resolved by name
+    when the caller's code is loaded, so the caller caches (numba's cache keeps the name, not
+    an address)."""
 
     @intrinsic
     def call(typingctx, args):  # type: ignore[no-untyped-def]
-        if not (isinstance(args, types.UniTuple) and args.count == nargs):
+        if not (isinstance(args, types.BaseTuple) and len(args) == nargs
+                and all(isinstance(t, types.Integer) for t in args)):  # fmt: skip
             return None
 
         def codegen(context, builder, signature, llargs):  # type: ignore[no-untyped-def]
-            fnty = ir.FunctionType(ir.VoidType(), [_I64] * nargs)
+            fnty = ir.FunctionType(_I64 if returns else ir.VoidType(), [_I64] * nargs)
             fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
             values = cgutils.unpack_tuple(builder, llargs[0])
-            builder.call(fn, [builder.sext(v, _I64) if v.type != _I64 else v for v in values])
-            return context.get_dummy_value()
+            out = builder.call(fn, [context.cast(builder, v, t, types.int64)
+                                    for v, t in zip(values, args, strict=True)])  # fmt: skip
+            return out if returns else context.get_dummy_value()
 
-        return types.void(args), codegen
+        return (types.int64 if returns else types.void)(args), codegen
 
     return call
 
@@ -596,19 +565,53 @@ def _calling(symbol: str, nargs: int):  # type: ignore[no-untyped-def]
 NATIVE: dict[str, object] = {}  # symbol -> its numba.cfunc (tests look at them)
 
 
-def _native(nargs: int):  # type: ignore[no-untyped-def]
-    """Decorate a body as a C function of nargs int64, registered with LLVM under
-    ``rnnkit_<name>`` (one configuration per process: RNNKIT_KERNEL is read once)."""
+def _native(nargs: int, returns: bool = False):  # type: ignore[no-untyped-def]
+    """Decorate a body as a C function of nargs int64 (returning an int64 where ``returns``),
+    registered with LLVM under ``rnnkit_<name>`` (one configuration per process:
+    RNNKIT_KERNEL is read once). The body is compiled (or loaded from numba's cache) here."""
 
     def register(body):  # type: ignore[no-untyped-def]
-        compiled = nb.cfunc(types.void(*[types.int64] * nargs), cache=True,
+        result = types.int64 if returns else types.void
+        compiled = nb.cfunc(result(*[types.int64] * nargs), cache=True,
                             error_model="numpy")(body)  # fmt: skip
         symbol = "rnnkit_" + body.__name__.lstrip("_")
         llvm.add_symbol(symbol, compiled.address)
         NATIVE[symbol] = compiled
-        return _calling(symbol, nargs)
+        return _calling(symbol, nargs, returns)
 
     return register
+
+
+@_native(7)
+def _pack_body(pb, rs, cs, K, N, po, panels):  # type: ignore[no-untyped-def]
+    """:func:`pack_into` on addresses: B's element (k, j) at pb + (k rs + j cs) floats, the
+    panels (panels, K, NR) at po.
+
+    Where B = W^T with W's rows contiguous (rs = 1: the weights), blocks of VW x VW are
+    transposed in registers (:func:`_transpose_block`) and only the edges (k past the last
+    whole block, the last panel's missing columns) go element by element: reading W^T down
+    its columns directly thrashes L1 on power-of-two row strides (BENCHMARKS.md, session 9).
+    """
+    out = nb.carray(_f32(po), (panels, K, NR))
+    transposed = K >= VW and N >= VW and rs == 1 and cs > 0
+    kv = K - K % VW if transposed else 0  # k covered by whole blocks
+    for q in range(panels):
+        j0 = q * NR
+        w = min(NR, N - j0)
+        wv = w - w % VW if transposed else 0  # columns covered by whole blocks
+        for jb in range(0, wv, VW):
+            src, dst = pb + (j0 + jb) * cs * 4, po + (q * K * NR + jb) * 4
+            for k0 in range(0, kv, VW):
+                _transpose_block(src + k0 * 4, cs, dst + k0 * NR * 4, NR)
+        for k in range(K):
+            row = out[q, k]
+            if cs == 1:  # B's rows contiguous (activations): row by row
+                _put(row[:w], _floats(pb + (k * rs + j0) * 4, w))
+            else:
+                for j in range(wv if k < kv else 0, w):
+                    row[j] = _floats(pb + (k * rs + (j0 + j) * cs) * 4, 1)[0]
+            for j in range(w, NR):
+                row[j] = 0
 
 
 @_native(14)
@@ -688,12 +691,12 @@ def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no
     _alive(tmp)
 
 
-@nb.njit(**_JIT)
+@_native(15, returns=True)
 def _tiles2(mr, nv, pa1, rs1, ks1, pp1, k1, pa2, rs2, ks2, pp2, k2, pc, ldc, pb):  # type: ignore[no-untyped-def]
     """One block of C (mr rows, nv vectors, row stride ldc, at pc) = the bias at pb + A1 B1
     + A2 B2, the sums over k1 and then k2 taken KC at a time (:func:`_tile`): A's rows at
-    pa (row stride rs, k stride ks, in floats), B's panel at pp. False where k1 = k2 = 0:
-    then nothing is written, and the caller fills in the bias."""
+    pa (row stride rs, k stride ks, in floats), B's panel at pp. Returns 1, or 0 where k1 =
+    k2 = 0: then nothing is written, and the caller fills in the bias."""
     beta = 2
     for k0 in range(0, k1, KC):
         _tile(mr, nv, pa1 + k0 * ks1 * 4, rs1, ks1, pp1 + k0 * NR * 4, min(KC, k1 - k0), pc, ldc,
@@ -703,7 +706,7 @@ def _tiles2(mr, nv, pa1, rs1, ks1, pp1, k1, pa2, rs2, ks2, pp2, k2, pc, ldc, pb)
         _tile(mr, nv, pa2 + k0 * ks2 * 4, rs2, ks2, pp2 + k0 * NR * 4, min(KC, k2 - k0), pc, ldc,
               beta, pb)  # fmt: skip
         beta = 1
-    return beta == 1
+    return 1 if beta == 1 else 0
 
 
 @_native(17)
@@ -717,9 +720,9 @@ def _gemm2_body(pa1, rs1, ks1, K1, pp1, pa2, rs2, ks2, K2, pp2, panels, n, M, pc
         for ib in range(blocks):
             i0, mr = _row_block(ib, blocks, M)
             pc, lc = (pc0 + (i0 * ldc + j0) * 4, ldc) if w == NR else (pt, np.int64(NR))
-            done = _tiles2(mr, nv, pa1 + i0 * rs1 * 4, rs1, ks1, pp1 + q * K1 * NR * 4, K1,
-                           pa2 + i0 * rs2 * 4, rs2, ks2, pp2 + q * K2 * NR * 4, K2, pc, lc,
-                           pb0 + j0 * 4)  # fmt: skip
+            done = _tiles2((mr, nv, pa1 + i0 * rs1 * 4, rs1, ks1, pp1 + q * K1 * NR * 4, K1,
+                            pa2 + i0 * rs2 * 4, rs2, ks2, pp2 + q * K2 * NR * 4, K2, pc, lc,
+                            pb0 + j0 * 4))  # fmt: skip
             for r in range(mr if not done or w < NR else 0):
                 src = pb0 + j0 * 4 if not done else pt + r * NR * 4  # K1 = K2 = 0: the bias
                 _put(_floats(pc0 + ((i0 + r) * ldc + j0) * 4, w), _floats(src, w))
@@ -771,10 +774,9 @@ def _lstm_body(px, rs1, ks1, K1, pp1, ph0, rs2, ks2, k2, pp2, pbias, M, H, pcp0,
             for gate in range(4):
                 q = gate * units + u
                 pc = pblk + gate * MR * NR * 4
-                done = _tiles2(mr, np.int64(NV), px + i0 * rs1 * 4, rs1, ks1,
-                               pp1 + q * K1 * NR * 4, K1, ph0 + i0 * rs2 * 4, rs2, ks2,
-                               pp2 + q * H * NR * 4, k2, pc, np.int64(NR),
-                               pbias + q * NR * 4)  # fmt: skip
+                done = _tiles2((mr, NV, px + i0 * rs1 * 4, rs1, ks1, pp1 + q * K1 * NR * 4, K1,
+                                ph0 + i0 * rs2 * 4, rs2, ks2, pp2 + q * H * NR * 4, k2, pc, NR,
+                                pbias + q * NR * 4))  # fmt: skip
                 if not done:  # K1 = k2 = 0: the bias alone
                     for r in range(mr):
                         _put(_floats(pc + r * NR * 4, NR), _floats(pbias + q * NR * 4, NR))
