@@ -12,7 +12,7 @@ Two engines implement one contract, per direction of one layer:
   for a call of one time step (input (B, 1, D): generation, one token at a time). Such a
   call has no loop over time for compiled code to speed up (its gains are the weights packed
   once per sequence and the loop itself), and a first compiled call waits for numba to
-  compile the loops: 20-25 s on a 2-core machine, where sampling on NumPy starts at once
+  compile the loops: about 12 s on a 2-core machine, where sampling on NumPy starts at once
   (BENCHMARKS.md, "Cold start").
 
 Choose per layer (``rnnkit.LSTM(..., backend="numpy")``), per process (:func:`set_backend`,
