@@ -146,6 +146,15 @@ def _parts(n: int, dtype: Any, align: int = 1) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
+def _transposed_a_on_blas() -> bool:
+    """Whether a product of a transposed A (the weight gradients' dA^T) goes to BLAS: where
+    the configuration says BLAS is faster on it (AVX2: OpenBLAS 105 GFLOP/s, the kernel 66
+    on the strided A; rnnkit.fast.target), in one thread only. With two threads the training
+    steps ran 5-38% slower that way than on the kernel, split between rnnkit's own threads
+    (BENCHMARKS.md, issue 21, session 13)."""
+    return _g.CONFIG.transposed_a_on_blas and K.blas_threads() == 1
+
+
 def _product(
     a: Array, b: Array, beta: int, c: Array, trans_a: bool = False, trans_b: bool = False,
     bias: Array | float = 0.0,
@@ -154,9 +163,7 @@ def _product(
     rnnkit's float32 kernel (rnnkit.fast.gemm; over row blocks in parallel when large), BLAS
     for float64 (and for a transposed A in the AVX2 configuration)."""
     has_bias = not (np.isscalar(bias) and bias == 0)
-    # a transposed A (the weight gradients' dA^T) goes to BLAS where the configuration says
-    # BLAS is faster on it (AVX2: OpenBLAS 105 GFLOP/s, the kernel 90; rnnkit.fast.target)
-    blas = trans_a and _g.CONFIG.transposed_a_on_blas
+    blas = trans_a and _transposed_a_on_blas()  # dA^T
     if c.dtype == np.float32 and c.strides[1] == c.itemsize and c.size > 0 and not blas:
         _product_packed(a.T if trans_a else a, _packed(b.T if trans_b else b), beta, c,
                         bias if has_bias else None)  # fmt: skip
@@ -194,7 +201,7 @@ def _weight_grads(das: list[Array], b: Array, outs: list[Array]) -> None:
     """out += da^T b for each da, out (gradient arrays, accumulated in place), with b
     packed once for all of them (float32; BLAS in float64, and for this transposed A where
     the configuration says so: see :func:`_product`)."""
-    packed = _g.EMPTY if _g.CONFIG.transposed_a_on_blas else _packed(b)  # empty in float64
+    packed = _g.EMPTY if _transposed_a_on_blas() else _packed(b)  # empty in float64
     for da, out in zip(das, outs, strict=True):
         if packed.shape[0] > 0 and out.flags.c_contiguous and out.size > 0:
             _product_packed(da.T, packed, 1, out)
@@ -242,7 +249,7 @@ def _joins_weight_grads(layer: Any, dax: Array, dah: Array, D: int) -> bool:
     nr = _g.NR
     return (
         layer.mode != "GRU" and dax is dah and dax.dtype == np.float32 and D % nr == 0
-        and D + layer.hidden_size <= 8 * nr and not _g.CONFIG.transposed_a_on_blas
+        and D + layer.hidden_size <= 8 * nr and not _transposed_a_on_blas()
     )  # fmt: skip
 
 
