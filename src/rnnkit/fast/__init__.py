@@ -7,7 +7,8 @@ It runs exactly the arithmetic of the NumPy engine (:mod:`rnnkit.engine.layers` 
 Modules, lowest first:
 
 - :mod:`.workspace`: memory reused between calls (NumPy only);
-- :mod:`.gemm`: the float32 micro-kernel, packing, the LSTM's fused step (LLVM IR);
+- :mod:`.gemm`: the float32 micro-kernel, packing, the LSTM's fused step (LLVM IR; the
+  products compiled once, as C functions that the loops call by name);
 - :mod:`.loops`: one compiled loop over time per cell, forward and backward (numba);
 - :mod:`.recurrent`: the engine's contract (:mod:`rnnkit.engine.backend`): one direction of
   one layer, the products before and after the loop, threads;

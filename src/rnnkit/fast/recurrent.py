@@ -149,9 +149,10 @@ def _parts(n: int, dtype: Any, align: int = 1) -> list[slice]:
 def _transposed_a_on_blas() -> bool:
     """Whether a product of a transposed A (the weight gradients' dA^T) goes to BLAS: where
     the configuration says BLAS is faster on it (AVX2: OpenBLAS 105 GFLOP/s, the kernel 66
-    on the strided A; rnnkit.fast.target), in one thread only. With two threads the training
-    steps ran 5-38% slower that way than on the kernel, split between rnnkit's own threads
-    (BENCHMARKS.md, issue 21, session 13)."""
+    on the strided A; rnnkit.fast.target), in one thread only. With two threads the RNN's
+    and GRU's training steps ran 9-55% faster on the kernel split between rnnkit's own
+    threads (their backward pass calls these products chunk by chunk, between steps of the
+    loop; BENCHMARKS.md, issue 21, session 13)."""
     return _g.CONFIG.transposed_a_on_blas and K.blas_threads() == 1
 
 

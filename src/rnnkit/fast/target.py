@@ -55,7 +55,9 @@ class Config:
     # products with a transposed A (the weight gradients, dA^T X) through BLAS: with AVX2,
     # OpenBLAS's Haswell kernel ran them at 105 GFLOP/s, this kernel at 66 (each k of dA^T a
     # row of dA away: a new page per step of its k loop), and at 90 with A copied into
-    # blocks first; with AVX-512 the kernel's 109 beats OpenBLAS's 100 (BENCHMARKS.md)
+    # blocks first; with AVX-512 the kernel's 109 beats OpenBLAS's 100 (BENCHMARKS.md). In
+    # one thread only (rnnkit.fast.recurrent._transposed_a_on_blas): with two, the RNN's and
+    # GRU's training steps ran 9-55% faster on the kernel split between rnnkit's threads
     transposed_a_on_blas: bool = False
 
     @property
@@ -69,7 +71,7 @@ class Config:
         return (
             f"rnnkit kernel {self.isa}{forced}: {self.vw}-float vectors, micro-tile "
             f"{self.mr}x{self.nr} ({self.mr}x{self.nv} vectors), KC {self.kc}, MC {self.mc}"
-            f"{', transposed A on BLAS' if self.transposed_a_on_blas else ''}; "
+            f"{', transposed A on BLAS in 1 thread' if self.transposed_a_on_blas else ''}; "
             f"numba target {self.cpu}{' without AVX-512' if self.isa == 'avx2' else ''}"
         )
 
