@@ -162,7 +162,7 @@ def _product(
 ) -> None:  # fmt: skip
     """c = beta c + op(a) @ op(b) (beta 0 or 1), plus ``bias`` (a row vector) when beta is 0:
     rnnkit's float32 kernel (rnnkit.fast.gemm; over row blocks in parallel when large), BLAS
-    for float64 (and for a transposed A in the AVX2 configuration)."""
+    for float64 (and for a transposed A in the AVX2 configuration, in one thread)."""
     has_bias = not (np.isscalar(bias) and bias == 0)
     blas = trans_a and _transposed_a_on_blas()  # dA^T
     if c.dtype == np.float32 and c.strides[1] == c.itemsize and c.size > 0 and not blas:
