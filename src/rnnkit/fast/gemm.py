@@ -461,10 +461,10 @@ NO_BIAS = np.zeros(NR, np.float32)  # the bias argument where beta is 0 or 1
 
 
 @nb.njit(**_JIT)
-def _put(dst, src):  # type: ignore[no-untyped-def]
-    """dst[:] = src, element by element: numba's slice assignment compiles a formatted
-    shape-mismatch error with it, seconds of a cold start for a check the callers' shapes
-    make true."""
+def copy_into(dst, src):  # type: ignore[no-untyped-def]
+    """dst[:] = src (1-D), element by element, here and in rnnkit.fast.loops: numba's slice
+    assignment compiles a formatted shape-mismatch error with it, seconds of a cold start for
+    a check the callers' shapes make true."""
     for j in range(dst.shape[0]):
         dst[j] = src[j]
 
@@ -606,7 +606,7 @@ def _pack_body(pb, rs, cs, K, N, po, panels):  # type: ignore[no-untyped-def]
         for k in range(K):
             row = out[q, k]
             if cs == 1:  # B's rows contiguous (activations): row by row
-                _put(row[:w], _floats(pb + (k * rs + j0) * 4, w))
+                copy_into(row[:w], _floats(pb + (k * rs + j0) * 4, w))
             else:
                 for j in range(wv if k < kv else 0, w):
                     row[j] = _floats(pb + (k * rs + (j0 + j) * cs) * 4, 1)[0]
@@ -649,13 +649,13 @@ def _gemm_body(pa0, a_rs, a_ks, K, pp0, panels, n, beta, pc0, ldc, row_lo, row_h
                         for r in range(mr):
                             tmp_r = _floats(pt + r * NR * 4, w)
                             if bk == 1:
-                                _put(tmp_r, _floats(pc0 + ((i0 + r) * ldc + j0) * 4, w))
+                                copy_into(tmp_r, _floats(pc0 + ((i0 + r) * ldc + j0) * 4, w))
                             elif bk == 2:
-                                _put(tmp_r, _floats(pb0 + j0 * 4, w))
+                                copy_into(tmp_r, _floats(pb0 + j0 * 4, w))
                         nv = (w + VW - 1) // VW
                         _tile(mr, nv, pa, a_rs, a_ks, pp, kc, pt, NR, min(bk, 1), pb)
                         for r in range(mr):
-                            _put(_floats(pc0 + ((i0 + r) * ldc + j0) * 4, w),
+                            copy_into(_floats(pc0 + ((i0 + r) * ldc + j0) * 4, w),
                                  _floats(pt + r * NR * 4, w))  # fmt: skip
 
 
@@ -679,7 +679,7 @@ def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no
             if beta == 0:
                 c[i, :n] = 0
             elif beta == 2:
-                _put(c[i, :n], bias[:n])
+                copy_into(c[i, :n], bias[:n])
         return
     tmp = np.empty((MR if n % NR else 0, NR), np.float32)  # for a last, partial panel
     _gemm_body((np.int64(a.ctypes.data), np.int64(a.strides[0] // 4),
@@ -725,7 +725,7 @@ def _gemm2_body(pa1, rs1, ks1, K1, pp1, pa2, rs2, ks2, K2, pp2, panels, n, M, pc
                             pb0 + j0 * 4))  # fmt: skip
             for r in range(mr if not done or w < NR else 0):
                 src = pb0 + j0 * 4 if not done else pt + r * NR * 4  # K1 = K2 = 0: the bias
-                _put(_floats(pc0 + ((i0 + r) * ldc + j0) * 4, w), _floats(src, w))
+                copy_into(_floats(pc0 + ((i0 + r) * ldc + j0) * 4, w), _floats(src, w))
 
 
 @nb.njit(**_JIT)
@@ -779,12 +779,12 @@ def _lstm_body(px, rs1, ks1, K1, pp1, ph0, rs2, ks2, k2, pp2, pbias, M, H, pcp0,
                                 pbias + q * NR * 4))  # fmt: skip
                 if not done:  # K1 = k2 = 0: the bias alone
                     for r in range(mr):
-                        _put(_floats(pc + r * NR * 4, NR), _floats(pbias + q * NR * 4, NR))
+                        copy_into(_floats(pc + r * NR * 4, NR), _floats(pbias + q * NR * 4, NR))
             for r in range(mr):
                 b = i0 + r
                 pcp, pcn, ph = pcp0 + b * lcp * 4, pcn0 + b * lcn * 4, phn0 + b * lhn * 4
                 if nreal > 0 and real[b] == 0:  # padding: h and c carried unchanged
-                    _put(_floats(pcn + j * 4, NR), _floats(pcp + j * 4, NR))
+                    copy_into(_floats(pcn + j * 4, NR), _floats(pcp + j * 4, NR))
                     _put_strided(_floats(ph + j * 4, NR), ph0 + (b * rs2 + j * ks2) * 4, ks2)
                     continue
                 for v in range(0, NR, VW):

@@ -401,12 +401,6 @@ def _carry(valid, t, b):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(**_JIT)
-def _copy(dst, src):  # type: ignore[no-untyped-def]
-    for j in range(dst.shape[0]):
-        dst[j] = src[j]
-
-
-@nb.njit(**_JIT)
 def _zero(dst):  # type: ignore[no-untyped-def]
     for j in range(dst.shape[0]):
         dst[j] = 0
@@ -426,7 +420,7 @@ def _add_output_grad(dh, dout, t, col, valid, hid, b_lo, b_hi):  # type: ignore[
         if not _carry(valid, t, b):
             _add(dh[b], dout[t, b, col : col + H])
         if hid.shape[0] > 0:
-            _copy(hid[t, b], dh[b])
+            _g.copy_into(hid[t, b], dh[b])
 
 
 @nb.njit(**_JIT)
@@ -471,7 +465,7 @@ def rnn_forward(blas, T, H, w_hh_t, wp, hbuf, col, reverse, valid, act, b_lo, b_
         for b in range(b_lo, b_hi):
             h_new = hbuf[ho, b, col : col + H]
             if _carry(valid, t, b):
-                _copy(h_new, hbuf[hp, b, col : col + H])
+                _g.copy_into(h_new, hbuf[hp, b, col : col + H])
                 continue
             if act == 0:
                 for j in range(H):
@@ -590,8 +584,8 @@ def lstm_forward(
         for b in range(b_lo, b_hi):
             h_new, c_new, c_prev = hbuf[ho, b, col : col + H], cbuf[co, b], cbuf[cp, b]
             if _carry(valid, t, b):
-                _copy(h_new, hbuf[hp, b, col : col + H])
-                _copy(c_new, c_prev)
+                _g.copy_into(h_new, hbuf[hp, b, col : col + H])
+                _g.copy_into(c_new, c_prev)
                 continue
             tc = tcbuf[k, b]
             j0 = 0
@@ -773,7 +767,7 @@ def gru_forward(
         for b in range(b_lo, b_hi):
             h_new, h_b = hbuf[ho, b, col : col + H], hbuf[hp, b, col : col + H]
             if _carry(valid, t, b):
-                _copy(h_new, h_b)
+                _g.copy_into(h_new, h_b)
                 continue
             g_z, g_n = g[b, H : 2 * H], g[b, 2 * H :]
             for j in range(H):  # h = (1 - z) n + z h_prev = n + z (h_prev - n)

@@ -245,8 +245,9 @@ def _joins_weight_grads(layer: Any, dax: Array, dah: Array, D: int) -> bool:
     """Whether dW_ih and dW_hh are one product: float32, one gradient of the
     pre-activations for both (not the GRU's two), X a whole number of the kernel's panels
     wide, and at most 8 panels in all (BENCHMARKS.md, session 7). Never the GRU: in its
-    textbook form W_hn multiplies r * h_{t-1}, not h_{t-1}. Nor where the configuration
-    sends a transposed A to BLAS (AVX2): the joined product is one of the kernel's."""
+    textbook form W_hn multiplies r * h_{t-1}, not h_{t-1}. Nor where a transposed A goes
+    to BLAS (AVX2, one thread: :func:`_transposed_a_on_blas`): the joined product is one of
+    the kernel's."""
     nr = _g.NR
     return (
         layer.mode != "GRU" and dax is dah and dax.dtype == np.float32 and D % nr == 0
