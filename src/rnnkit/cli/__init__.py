@@ -21,6 +21,7 @@ from rnnkit.cli import (
     music,
     ngram,
     options,
+    precompile,
     qa,
     tag,
 )
@@ -81,6 +82,7 @@ cli.add_command(qa.group)
 cli.add_command(caption.group)
 cli.add_command(music.group)
 cli.add_command(export.command)
+cli.add_command(precompile.command)
 for _command in diagnostics.commands:
     cli.add_command(_command)
 
