@@ -1,26 +1,28 @@
-"""Cold and warm start: how long a first call waits for numba to compile, on a fresh checkout.
+"""Cold and warm start: how long first calls wait after ``pip install -e .`` into a fresh venv.
 
-rnnkit's compiled engine is compiled by numba on first use and cached on disk (beside the
-sources, or in ``NUMBA_CACHE_DIR``). A user's first command after ``pip install`` pays for
-the compilation; later ones load the cache. This benchmark copies the package's sources
-(``git worktree`` of HEAD, so no ``__pycache__``: Python's bytecode and numba's cache both
-cold, as in a fresh clone) and times, each in a new process and by the wall clock:
+rnnkit's compiled engine is compiled by numba and cached on disk (beside the sources, or in
+``NUMBA_CACHE_DIR``). ``pip install -e .`` compiles it ahead of time for the machine
+(``rnnkit.engine.precompile``, run by the build backend in tools/build_backend);
+``RNNKIT_PRECOMPILE=0`` skips that, and the loops compile on first use instead. This
+benchmark does both, each in its own fresh virtual environment on its own fresh checkout
+(``git worktree`` of HEAD: no ``__pycache__``, no numba cache), and times by the wall clock:
 
-1. ``import rnnkit`` and one float32 LSTM forward call (the layer's first use),
-   beside the same with torch.nn.LSTM (the peer: no compilation);
+0. ``pip install -e`` itself (its dependencies from pip's cache);
+1. ``import rnnkit`` and one float32 LSTM forward call (the layer's first use), beside the
+   same with torch.nn.LSTM (the peer: no compilation; run in this process's environment);
 2. ``rnnkit lm sample`` of a trained model (the README's main command, second half);
-3. ``rnnkit lm train`` of a tiny text for one training step, whole command;
+3. ``rnnkit lm train`` of a tiny text for two training steps, whole command;
 
-first cold (each row with an empty numba cache of its own, ``NUMBA_CACHE_DIR``; the first
-row also compiles Python's bytecode of the fresh tree), then ``--repeats`` times warm (the
-cache its cold run filled).
-The trained model for (2) is made beforehand with warm caches of the main checkout.
+first the first call after the install (without the precompile, each row with an empty numba
+cache of its own, so that each pays for its own compilation), then ``--repeats`` times warm.
+The trained model for (2) is made beforehand with this process's environment (not timed).
 
     python benchmarks/cold_start.py                # the table, 3 warm repeats
     python benchmarks/cold_start.py --repeats 5
 
 It prints the header of benchmarks/machine.py (CPU, ISA, kernel configuration), and respects
-the same caps (RNNKIT_KERNEL=avx2 and the others) when they are set.
+the same caps (RNNKIT_KERNEL=avx2 and the others) when they are set, also for the install.
+Needs pip to reach PyPI or its cache.
 """
 
 from __future__ import annotations
@@ -64,6 +66,12 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> float:
     return elapsed
 
 
+INSTALLS = {  # name: the install's environment
+    "pip install -e . (precompiled)": {},
+    "RNNKIT_PRECOMPILE=0 pip install -e .": {"RNNKIT_PRECOMPILE": "0"},
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3, help="warm runs per row (median)")
@@ -72,50 +80,70 @@ def main() -> None:
     print(machine.header())
     print(f"threads: {args.threads}; wall clock, each row a new process\n")
     work = Path(tempfile.mkdtemp(prefix="rnnkit-cold-"))
-    tree = work / "tree"
+    trees: list[Path] = []
     try:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(tree)],
-                       check=True)  # fmt: skip
-        env = dict(os.environ, PYTHONPATH=str(tree / "src"), RNNKIT_THREADS=str(args.threads))
+        env = dict(os.environ, RNNKIT_THREADS=str(args.threads))
         env.pop("NUMBA_CACHE_DIR", None)
+        env.pop("PYTHONPATH", None)
         text = work / "tiny.txt"
         corpus = gzip.decompress(CORPUS.read_bytes()).decode("utf-8")
         text.write_text(corpus[:20000], encoding="utf-8")
         small = work / "small.txt"  # 2 training steps of batch 8 x 20 characters
         small.write_text(corpus[:400], encoding="utf-8")
-        rnnkit = [sys.executable, "-m", "rnnkit"]
-        # the model to sample from, trained with the main checkout (warm, not timed)
-        main_env = dict(env, PYTHONPATH=str(ROOT / "src"))
+        # the model to sample from, trained with this process's environment (not timed)
         model = work / "model"
-        train = [*rnnkit, "lm", "train", str(text), "--epochs", "1", "--no-progress"]
-        subprocess.run([*train, "--out", str(model)], env=main_env, check=True, capture_output=True)
-        rows = {
-            "import rnnkit + first LSTM forward (35x20x64 -> 256)": [
-                sys.executable, "-c", LAYER.format(lib="rnnkit", call=CALLS["rnnkit"])],
-            "peer: import torch + first torch.nn.LSTM forward": [
-                sys.executable, "-c", LAYER.format(lib="torch", call=CALLS["torch"])],
-            "rnnkit lm sample (200 characters)": [
-                *rnnkit, "lm", "sample", str(model), "--length", "200"],
-            "rnnkit lm train, 2 steps (whole command)": [
-                *rnnkit, "lm", "train", str(small), "--epochs", "1", "--no-progress",
-                "--batch-size", "8", "--bptt", "20", "--out", str(work / "train")],
-        }  # fmt: skip
-        results: dict[str, list[float]] = {}
-        caches = {name: work / f"numba-cache-{i}" for i, name in enumerate(rows)}
-        for name, cmd in rows.items():  # cold: each row with an empty numba cache of its own
-            results[name] = [timed(cmd, dict(env, NUMBA_CACHE_DIR=str(caches[name])), work)]
-            shutil.rmtree(work / "train", ignore_errors=True)
-        for _ in range(args.repeats):  # warm: the cache that row's cold run filled
+        main_env = dict(env, PYTHONPATH=str(ROOT / "src"))
+        subprocess.run([sys.executable, "-m", "rnnkit", "lm", "train", str(text), "--epochs", "1",
+                        "--no-progress", "--out", str(model)],
+                       env=main_env, check=True, capture_output=True)  # fmt: skip
+        peer = [sys.executable, "-c", LAYER.format(lib="torch", call=CALLS["torch"])]
+        results: dict[str, list[float]] = {"peer: import torch + first torch.nn.LSTM forward": []}
+        for i, (install, extra) in enumerate(INSTALLS.items()):
+            tree, venv = work / f"tree-{i}", work / f"venv-{i}"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q",
+                            str(tree)], check=True)  # fmt: skip
+            trees.append(tree)
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            py, rnnkit = str(venv / "bin" / "python"), str(venv / "bin" / "rnnkit")
+            results[f"{install}: the install"] = [
+                timed([py, "-m", "pip", "install", "-q", "-e", str(tree)], dict(env, **extra), work)
+            ]  # fmt: skip
+            rows = {
+                "import rnnkit + first LSTM forward (35x20x64 -> 256)": [
+                    py, "-c", LAYER.format(lib="rnnkit", call=CALLS["rnnkit"])],
+                "rnnkit lm sample (200 characters)": [
+                    rnnkit, "lm", "sample", str(model), "--length", "200"],
+                "rnnkit lm train, 2 steps (whole command)": [
+                    rnnkit, "lm", "train", str(small), "--epochs", "1", "--no-progress",
+                    "--batch-size", "8", "--bptt", "20", "--out", str(work / "train")],
+            }  # fmt: skip
+            # without the precompile, each row's first call compiles what it uses (an empty
+            # cache of its own); with it, every row finds the install's cache in the tree
+            own = extra.get("RNNKIT_PRECOMPILE") == "0"
+            envs = {
+                name: dict(env, NUMBA_CACHE_DIR=str(work / f"cache-{i}-{j}")) if own else env
+                for j, name in enumerate(rows)
+            }
             for name, cmd in rows.items():
-                results[name].append(timed(cmd, dict(env, NUMBA_CACHE_DIR=str(caches[name])), work))
+                results[f"{install}: {name}"] = [timed(cmd, envs[name], work)]
                 shutil.rmtree(work / "train", ignore_errors=True)
-        print("| first call | cold s | warm s (median) |")
+            for _ in range(args.repeats):
+                for name, cmd in rows.items():
+                    results[f"{install}: {name}"].append(timed(cmd, envs[name], work))
+                    shutil.rmtree(work / "train", ignore_errors=True)
+        for _ in range(args.repeats + 1):
+            results["peer: import torch + first torch.nn.LSTM forward"].append(
+                timed(peer, env, work)
+            )
+        print("| first call | after the install s | warm s (median) |")
         print("|---|---:|---:|")
         for name, ts in results.items():
-            print(f"| {name} | {ts[0]:.1f} | {statistics.median(ts[1:]):.1f} |")
+            warm = f"{statistics.median(ts[1:]):.1f}" if len(ts) > 1 else "-"
+            print(f"| {name} | {ts[0]:.1f} | {warm} |")
     finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                       capture_output=True)  # fmt: skip
+        for tree in trees:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                           capture_output=True)  # fmt: skip
         shutil.rmtree(work, ignore_errors=True)
 
 
