@@ -11,9 +11,10 @@ Two engines implement one contract, per direction of one layer:
   run the layer (numba and llvmlite importable, float32 or float64), else NumPy; and NumPy
   for a call of one time step (input (B, 1, D): generation, one token at a time). Such a
   call has no loop over time for compiled code to speed up (its gains are the weights packed
-  once per sequence and the loop itself), and a first compiled call waits for numba to
-  compile the loops: about 12 s on a 2-core machine, where sampling on NumPy starts at once
-  (BENCHMARKS.md, "Cold start").
+  once per sequence and the loop itself), and a first compiled call imports numba and loads
+  the loops (about a second; about 12 s to compile them where they were not precompiled,
+  :mod:`rnnkit.engine.precompile`), where sampling on NumPy starts at once (BENCHMARKS.md,
+  "Cold start").
 
 Choose per layer (``rnnkit.LSTM(..., backend="numpy")``), per process (:func:`set_backend`,
 the environment variable ``RNNKIT_BACKEND``, or ``rnnkit --backend`` on the command line), or

@@ -128,9 +128,11 @@ def precompile(dtypes: tuple[str, ...] = ("float32",)) -> Iterator[str]:
         raise RuntimeError(f"no compiled engine: {reason}")
     t0 = time.perf_counter()
     fast.engine()  # imports numba, loads or compiles the GEMM kernel's bodies
+    import numba
+
     from rnnkit.fast import gemm
 
-    yield f"{gemm.CONFIG.describe()} ({time.perf_counter() - t0:.1f} s)"
+    yield f"numba {numba.__version__}, {gemm.CONFIG.describe()} ({time.perf_counter() - t0:.1f} s)"
     rng = np.random.default_rng(0)
     threads = _thread_counts()
     for name in dtypes:
