@@ -209,3 +209,47 @@ def test_the_cache_shares_no_memory_with_the_callers_arrays(B, engine):
     for k in grads[0][1]:
         np.testing.assert_array_equal(grads[1][1][k], grads[0][1][k])
     np.testing.assert_array_equal(grads[1][0], grads[0][0])
+
+
+@pytest.mark.parametrize("cell", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, True)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_reads_dout_in_place_and_leaves_it(
+    cell, layers, bidirectional, dtype, engine, monkeypatch
+):
+    """backward reads dout through a time-major view (no copy: peak memory) and never writes
+    it, at any layout (a float32 layer given float64 dout casts a copy); dx is new memory,
+    neither dout nor x, and the same as from a contiguous time-major copy of dout (B = 8:
+    the compiled LSTM's fused step; T = 11 over chunks of 3 steps and a last of 2)."""
+    monkeypatch.setattr("rnnkit.fast.recurrent.CHUNK_ROWS", 24)
+    layer = getattr(rnnkit, cell)(5, 4, num_layers=layers, bidirectional=bidirectional,
+                                  dtype=np.float32, seed=0)  # fmt: skip
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 11, 5)).astype(np.float32)
+    dout = rng.standard_normal((8, 11, 4 * (1 + bidirectional))).astype(dtype)
+    kept, results = dout.copy(), []
+    for d in (dout, np.ascontiguousarray(dout.astype(np.float32))):
+        out, _, cache = layer.forward(x)
+        layer.zero_grad()
+        dx, _ = layer.backward(d, cache)
+        assert not np.shares_memory(dx, d) and not np.shares_memory(dx, x)
+        results.append((dx, {k: v.copy() for k, v in layer.grads.items()}))
+    np.testing.assert_array_equal(dout, kept)
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6, atol=1e-6)
+    for k, v in results[0][1].items():
+        np.testing.assert_allclose(v, results[1][1][k], rtol=1e-5, atol=1e-6)
+
+
+def test_a_cache_is_used_by_one_backward_pass(engine):
+    """backward writes dx over the first layer's input kept in the cache (memory: one
+    (T, B, D) array less), so a second backward pass on the same cache is refused in one
+    line, as PyTorch refuses to go through a graph twice; another forward pass works."""
+    layer = rnnkit.LSTM(3, 4, seed=0)
+    x = np.ones((2, 5, 3), np.float32)
+    out, _, cache = layer.forward(x)
+    dx, _ = layer.backward(np.ones_like(out), cache)
+    with pytest.raises(ValueError, match=r"^cache: already used by a backward pass"):
+        layer.backward(np.ones_like(out), cache)
+    out, _, cache = layer.forward(x)
+    dx2, _ = layer.backward(np.ones_like(out), cache)
+    np.testing.assert_array_equal(dx, dx2)

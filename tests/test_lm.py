@@ -109,6 +109,7 @@ def test_backward_dloss_scales_every_gradient():
     lm.zero_grad()
     lm.backward(cache)
     g1 = {k: v.copy() for k, v in lm.grads.items()}
+    _, _, cache = lm.forward(x, y)  # a cache serves one backward pass
     lm.zero_grad()
     lm.backward(cache, dloss=4.0)
     for k, g in lm.grads.items():

@@ -122,11 +122,14 @@ def direction_backward(
     Args:
         layer, p: as :func:`direction_forward`; g: the gradients under the same names,
             added into.
-        dout: (T, B, dirs*H) the gradient of the layer's output (this direction's columns
-            are read; those of padding steps are ignored: padded outputs are constant zeros).
+        dout: (T, B, dirs*H) the gradient of the layer's output, read only, maybe a view
+            of the caller's array (this direction's columns are read; those of padding
+            steps are ignored: padded outputs are constant zeros).
         dfinal: the gradient of the final state, [dh] or [dh, dc], each (B, H).
         cache: what :func:`direction_forward` returned.
-        dxs: (T, B, D) receives dL/dxs, or with ``accumulate`` has it added.
+        dxs: (T, B, D) receives dL/dxs, or with ``accumulate`` has it added; for the
+            first layer with one direction it is ``xs`` itself (the cache's copy of the
+            input, read for the last time here: every read of it comes before the writes).
         hid: (T, B, H) receives dL/dh_t, the total gradient reaching each step's state (for
             diagnostics), or has 0 rows (not asked).
 
@@ -488,8 +491,9 @@ class Recurrent(Module):
         """Backpropagation through time (by the engine that ran the forward pass).
 
         Args:
-            dout: (B, T, dirs*H) gradient of the loss w.r.t. ``out``.
-            cache: what ``forward`` returned.
+            dout: (B, T, dirs*H) gradient of the loss w.r.t. ``out`` (read, not changed).
+            cache: what ``forward`` returned; one backward pass uses it up, as PyTorch
+                frees a graph's saved tensors (dx is written over the input it kept).
             dstate: gradient w.r.t. the final state (same layout as the state), or None.
             return_hidden_grads: also return dL/dh_t for every layer, direction and step.
 
@@ -503,13 +507,22 @@ class Recurrent(Module):
                 "cache: None (was the forward pass run with layer(...) for inference?)"
             )
         E, layer_caches, (B, T, D) = cache
+        if not layer_caches:
+            raise ValueError(
+                "cache: already used by a backward pass, which writes dx over the input it "
+                "kept (run forward again for another backward pass)"
+            )
         dirs, H = self.num_directions, self.hidden_size
         dout = np.asarray(dout)
         if dout.shape != (B, T, dirs * H):
             raise ValueError(f"dout: expected shape {(B, T, dirs * H)}, got {dout.shape}")
         dfinal = self._check_state(dstate, B)
-        # (T, B, dirs*H); the loops ignore the gradient of padded outputs (constants)
-        d_out_tm = E.copy(dout.transpose(1, 0, 2), self.dtype)
+        # (T, B, dirs*H): a time-major view of the caller's array, which the engines only
+        # read (a copy where it has another dtype); the loops ignore the gradient of padded
+        # outputs (constants)
+        d_out_tm = dout.transpose(1, 0, 2)
+        if d_out_tm.dtype != self.dtype:
+            d_out_tm = E.copy(d_out_tm, self.dtype)
         dinit = [np.empty(self._state_shape(B), self.dtype) for _ in range(self.n_states)]
         hidden = (
             np.empty((self.num_layers * dirs, B, T, H), self.dtype) if return_hidden_grads else None
@@ -523,7 +536,10 @@ class Recurrent(Module):
                 idx = layer * dirs + d
                 if d_in is None:
                     xs = dir_caches[d][0]
-                    d_in = E.empty(xs.shape, self.dtype)
+                    # the first layer's input is the cache's own copy (layer_input), last
+                    # read by this direction's backward pass: with one direction dx goes
+                    # over it (each step's rows are written after they were read)
+                    d_in = xs if layer == 0 and dirs == 1 else E.empty(xs.shape, self.dtype)
                 hid = E.empty((T, B, H), self.dtype) if hidden is not None else no_hidden
                 d0 = E.direction_backward(
                     self, p, g, d_out_tm, [s[idx] for s in dfinal], dir_caches[d], d_in, d > 0,
@@ -534,6 +550,7 @@ class Recurrent(Module):
                 if hidden is not None:
                     hidden[idx] = hid.transpose(1, 0, 2)
             d_out_tm = dropout_backward(d_in, drop_cache)
+        layer_caches.clear()  # used: the first layer's input now holds dx
         dx = d_out_tm.transpose(1, 0, 2)
         if hidden is not None:
             return dx, self._pack_state(dinit), hidden

@@ -303,12 +303,14 @@ def _rnn_loop_backward(layer, dout, dcol, dfinal, cache, p, g, hid, steps, consu
     code = K.ACT_CODES[layer.nonlinearity]
     parts = _parts(B, layer.dtype)
     dbs = [np.zeros(layer.hidden_size, layer.dtype) for _ in parts]  # one per thread
+    buf = _chunk_buffer(dout, steps, layer.hidden_size)
     for t0, t1 in _chunks(T, steps, reverse):
         d = da[: t1 - t0]
+        dout_t, c = _own_columns(dout, dcol, layer.hidden_size, t0, t1, buf)
         _in_parallel([
-            partial(K.rnn_backward, K.BLAS, hbuf[t0 : t1 + 2], col, w_hh, wp, dout[t0:t1],
-                    dcol, dh, d, db, _cut(valid, t0, t1), reverse, code, _cut(hid, t0, t1),
-                    s.start, s.stop)
+            partial(K.rnn_backward, K.BLAS, hbuf[t0 : t1 + 2], col, w_hh, wp, dout_t, c, dh,
+                    d, db, _cut(valid, t0, t1), reverse, code, _cut(hid, t0, t1), s.start,
+                    s.stop)
             for s, db in zip(parts, dbs, strict=True)
         ])  # fmt: skip
         consume(t0, t1, d, d)
@@ -353,6 +355,8 @@ def _lstm_loop_forward(layer, xw, hbuf, col, init, p, valid, reverse, keep, xs=N
 def _lstm_loop_backward(layer, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
     hbuf, col, valid, reverse, (gates, cbuf, tcbuf) = cache
     dh, dc = dfinal[0].copy(), dfinal[1].copy()  # (B, H), become the initial state's grads
+    if not dout.flags.c_contiguous:  # the caller's array: this direction's columns, once
+        dout, dcol = copy(dout[:, :, dcol : dcol + layer.hidden_size]), 0
     da = ws.empty(gates.shape, layer.dtype)  # (T, B, 4H)
     peep = _peep_rows(layer, p)
     w_hh = np.ascontiguousarray(p["weight_hh"])
@@ -402,11 +406,13 @@ def _gru_loop_backward(layer, dout, dcol, dfinal, cache, p, g, hid, steps, consu
     parts = _parts(B, layer.dtype)
     dbxs = [np.zeros(3 * H, layer.dtype) for _ in parts]  # one per thread
     dbhs = [np.zeros(3 * H, layer.dtype) for _ in parts] if layer.reset_after else dbxs
+    buf = _chunk_buffer(dout, steps, H)
     for t0, t1 in _chunks(gates.shape[0], steps, reverse):
         dx_, dh_ = dax[: t1 - t0], dah[: t1 - t0]
+        dout_t, c = _own_columns(dout, dcol, H, t0, t1, buf)
         _in_parallel([
             partial(K.gru_backward, K.BLAS, gates[t0:t1], hbuf[t0 : t1 + 2], col, aux[t0:t1],
-                    w_hh, wp1, wp2, dout[t0:t1], dcol, dh, dx_, dh_, dbx, dbh, drec,
+                    w_hh, wp1, wp2, dout_t, c, dh, dx_, dh_, dbx, dbh, drec,
                     _cut(valid, t0, t1), reverse, layer.reset_after, _cut(hid, t0, t1),
                     s.start, s.stop)
             for s, dbx, dbh in zip(parts, dbxs, dbhs, strict=True)
@@ -473,8 +479,11 @@ def direction_backward(
     layer: Any, p: dict[str, Array], g: dict[str, Array], dout: Array, dfinal: list[Array],
     cache: Any, dxs: Array, accumulate: bool, hid: Array,
 ) -> list[Array]:  # fmt: skip
-    """dout (T, B, dirs*H): gradient of the layer's output. Writes (or with ``accumulate``
-    adds) dL/dxs into dxs; adds the parameter gradients into g; returns d(initial state).
+    """dout (T, B, dirs*H): gradient of the layer's output, read only (for the first
+    layer a view of the caller's batch-major array: the LSTM copies its own columns once,
+    the RNN and GRU a chunk of steps at a time). Writes (or with ``accumulate`` adds) dL/dxs
+    into dxs, which may be the cache's xs (each chunk's rows of xs are read before its rows
+    of dxs are written); adds the parameter gradients into g; returns d(initial state).
 
     The LSTM's loop runs over all T steps, then the products over all of them. The RNN's
     and GRU's run :func:`_chunk_steps` steps at a time, each chunk's products right after
@@ -526,6 +535,25 @@ def _cut(a: Array, t0: int, t1: int) -> Array:
     """Steps t0..t1-1 of a per-step array (valid, hid), or the empty array that stands for
     none."""
     return a[t0:t1] if a.shape[0] > 0 else a
+
+
+def _own_columns(dout: Array, dcol: int, H: int, t0: int, t1: int, buf: Array) -> tuple[Array, int]:
+    """Steps t0..t1-1 of the output gradient, C-contiguous, and where this direction's
+    columns start in it: a view where ``dout`` is contiguous (the gradient of a layer above,
+    the engine's own), else this direction's columns copied into ``buf`` (the caller's
+    array, a batch-major view: rnnkit.engine.layers reads it in place)."""
+    if dout.flags.c_contiguous:
+        return dout[t0:t1], dcol
+    out = buf[: t1 - t0]
+    np.copyto(out, dout[t0:t1, :, dcol : dcol + H])
+    return out, 0
+
+
+def _chunk_buffer(dout: Array, steps: int, H: int) -> Array:
+    """Memory for :func:`_own_columns` (none where ``dout`` is contiguous)."""
+    if dout.flags.c_contiguous:
+        return dout[:0, :, :0]
+    return ws.empty((steps, dout.shape[1], H), dout.dtype)
 
 
 def _input_side_grads(
