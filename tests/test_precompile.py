@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -146,3 +147,25 @@ def test_an_editable_build_precompiles_unless_told_not_to(monkeypatch, setting: 
         assert names == {"numpy", "numba", "llvmlite", "threadpoolctl"}
     else:
         assert ran == [] and requires == []
+
+
+def test_the_command_prints_what_it_compiled(capsys) -> None:  # noqa: ANN001
+    from rnnkit.cli import main
+
+    assert main(["precompile", "--dtype", "float32"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("numba ") and "rnnkit kernel" in lines[0]
+    assert re.fullmatch(
+        r"float32: \d+ layers, 1( and 2)? thread\(s\), and Adam: [\d.]+ s", lines[1]
+    )
+
+
+def test_without_numba_the_command_says_so_in_one_line(monkeypatch, capsys) -> None:  # noqa: ANN001
+    from rnnkit import fast
+    from rnnkit.cli import main
+
+    monkeypatch.setattr(fast, "missing", lambda: "numba is not installed (pip install numba)")
+    assert main(["precompile"]) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "rnnkit: error: no compiled engine: numba is not installed (pip install numba)"
+    ]
