@@ -528,6 +528,10 @@ class Recurrent(Module):
             np.empty((self.num_layers * dirs, B, T, H), self.dtype) if return_hidden_grads else None
         )
         no_hidden = np.empty((0, B, H), self.dtype)
+        # the cache is used from here on, even if this pass stops half-way: the first
+        # layer's input may already hold part of dx
+        layer_caches, used = list(layer_caches), layer_caches
+        used.clear()
         for layer in range(self.num_layers - 1, -1, -1):
             drop_cache, dir_caches = layer_caches[layer]
             d_in = None
@@ -550,7 +554,6 @@ class Recurrent(Module):
                 if hidden is not None:
                     hidden[idx] = hid.transpose(1, 0, 2)
             d_out_tm = dropout_backward(d_in, drop_cache)
-        layer_caches.clear()  # used: the first layer's input now holds dx
         dx = d_out_tm.transpose(1, 0, 2)
         if hidden is not None:
             return dx, self._pack_state(dinit), hidden
