@@ -67,3 +67,19 @@ def test_callers_call_the_bodies_and_load_from_the_cache(tmp_path):
                                "rnnkit_pack_body": False}  # fmt: skip
     assert first["callers"] and all(v and all(v) for v in first["callers"].values()), first
     assert first["numbers"] == second["numbers"]
+
+
+def test_the_loops_name_the_gemm_they_were_compiled_against():
+    """numba keys loops.py's cache by loops.py's source only, yet compiles gemm.py's
+    wrappers into the loops: a stale cache would call a changed body with the old
+    arguments. loops.py carries gemm.py's sha256, so that any change to gemm.py changes
+    loops.py too (and invalidates its cache)."""
+    import hashlib
+    from pathlib import Path
+
+    from rnnkit.fast import loops
+
+    digest = hashlib.sha256(Path(G.__file__).read_bytes()).hexdigest()
+    assert f"# gemm.py sha256: {digest}\n" in Path(loops.__file__).read_text(), (
+        f"gemm.py changed: put its sha256 {digest} in loops.py's '# gemm.py sha256:' line"
+    )

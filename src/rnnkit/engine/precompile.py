@@ -5,11 +5,11 @@ numba compiles a function the first time it is called with a new kind of argumen
 keeps the result on disk (beside the sources in ``__pycache__``, or in ``NUMBA_CACHE_DIR``),
 keyed by the function's source, the numba version and the CPU. A first training step on an
 empty cache waited about 15 s for that (BENCHMARKS.md, issue 21, "Cold start"); with the
-cache filled, importing rnnkit and a first LSTM call take 0.7 s. :func:`precompile` runs each layer's forward and backward pass
-once on small inputs chosen to take every path of :mod:`rnnkit.fast` (batch 1, 2 and more;
-a hidden size of whole panels of the GEMM kernel and one of a part; one and two threads;
-padded sequences; stacked and bidirectional), so that a later process finds everything in the
-cache.
+cache filled, importing rnnkit and a first LSTM call take 0.7 s. :func:`precompile` runs
+each layer's forward and backward pass once on small inputs chosen to take every path of
+:mod:`rnnkit.fast` (batch 1, 2 and more; a hidden size of whole panels of the GEMM kernel
+and one of a part; one and two threads; padded sequences; stacked and bidirectional), so
+that a later process finds everything in the cache.
 
 ``pip install -e .`` runs it after building (the build backend in ``tools/build_backend``; set
 ``RNNKIT_PRECOMPILE=0`` to skip it); run it again after upgrading numba or moving to another

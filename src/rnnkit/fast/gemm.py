@@ -35,10 +35,11 @@ optimise it again there (a cold first LSTM training step waited 35 s for that).
 For whoever edits this file: numba's on-disk cache of a function is invalidated by changes to
 its own file only. The bodies are called by name, so the loops need nothing after a change to
 one; but the small functions the loops call directly (the wrappers that check arguments, the
-pointwise intrinsics such as :func:`lstm_cell`) are compiled into the loops: after a change to
-those, delete ``src/rnnkit/fast/__pycache__/loops*.nb*`` (or touch loops.py), or the loops
-keep running the old code. Each configuration's code is cached apart (numba keys its cache by
-CPU features).
+pointwise intrinsics such as :func:`lstm_cell`) are compiled into the loops, whose cache is
+keyed by loops.py's source alone: so loops.py names this file's sha256 in a comment, which a
+test holds to this file; after a change here, put the new sha256 there (which invalidates
+the loops' cache, here and in every copy a user installs), or the loops keep running the old
+code. Each configuration's code is cached apart (numba keys its cache by CPU features).
 """
 
 from __future__ import annotations

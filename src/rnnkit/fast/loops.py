@@ -58,6 +58,14 @@ from numba.extending import intrinsic, overload
 
 from rnnkit.fast import gemm as _g
 
+# numba compiles gemm.py's small functions (the wrappers that call the bodies by name) into
+# these loops, but keys this file's on-disk cache by this file's source alone: a cache made
+# against another gemm.py would be loaded and call the bodies with a stale argument list. So
+# this line names the gemm.py the loops were written against, and changes with it
+# (tests/test_native_bodies.py holds it to the file; after editing gemm.py, put its new
+# sha256 here, which also invalidates the loops' cache):
+# gemm.py sha256: 0ce144297bd953a8dd21af1f7aa5731bdc76dfb6b0786a26dfc772a9330c7851
+
 # 'contract' lets LLVM fuse a*b+c into FMAs; nothing that changes results beyond rounding.
 _JIT = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}, "nogil": True}
 
