@@ -64,6 +64,7 @@ NR = VW * NV  # columns of a panel
 MR = CONFIG.mr  # rows of the block: MR * NV accumulators
 KC = CONFIG.kc  # k block: a panel's block is KC * NR floats (128 KiB with AVX-512), in L2
 MC = CONFIG.mc  # rows of A swept per panel before moving on, so they stay in L2
+COPY_COLUMNS = CONFIG.copy_columns  # copy a transposed A (dA^T) into blocks first
 MIN_ROWS = 256  # fewer rows than this: a product is not split between threads
 
 
@@ -615,14 +616,24 @@ def _pack_body(pb, rs, cs, K, N, po, panels):  # type: ignore[no-untyped-def]
                 row[j] = 0
 
 
-@_native(14)
-def _gemm_body(pa0, a_rs, a_ks, K, pp0, panels, n, beta, pc0, ldc, row_lo, row_hi, pb0, pt):  # type: ignore[no-untyped-def]
-    """:func:`gemm_packed` for K > 0 on addresses (pt: MR x NR floats of scratch)."""
+@_native(15)
+def _gemm_body(pa0, a_rs, a_ks, K, pp0, panels, n, beta, pc0, ldc, row_lo, row_hi, pb0, pt, pw):  # type: ignore[no-untyped-def]
+    """:func:`gemm_packed` for K > 0 on addresses (pt: MR x NR floats of scratch; pw: KC x
+    MC floats for the copy of a column-stored A, or 0: A read in place)."""
+    rs, ks = a_rs, a_ks
     for k0 in range(0, K, KC):
         kc = min(KC, K - k0)
         bk = beta if k0 == 0 else 1
         for i_blk in range(row_lo, row_hi, MC):
             i_end = min(i_blk + MC, row_hi)
+            # A's rows at one k adjacent, each k a row stride away (dA^T): the block's rows,
+            # copied once into pw by k, are then read row by row by every panel's tiles
+            base = pa0 + (i_blk * a_rs + k0 * a_ks) * 4
+            if pw != 0:
+                for k in range(kc):
+                    copy_into(_floats(pw + k * MC * 4, i_end - i_blk),
+                              _floats(base + k * a_ks * 4, i_end - i_blk))  # fmt: skip
+                base, rs, ks = pw, 1, MC
             q = 0
             while q < panels:
                 j0 = q * NR
@@ -633,19 +644,18 @@ def _gemm_body(pa0, a_rs, a_ks, K, pp0, panels, n, beta, pc0, ldc, row_lo, row_h
                 # a block of few rows over several whole panels at once (batch 1-3)
                 wide = min(WIDE_PANELS[i_end - i_blk], (n - j0) // NR) if blocks == 1 else 1
                 if wide > 1:
-                    pa = pa0 + (i_blk * a_rs + k0 * a_ks) * 4
                     pc = pc0 + (i_blk * ldc + j0) * 4
-                    _tile_wide(i_end - i_blk, wide, pa, a_rs, a_ks, pp, K * NR, kc, pc, ldc, bk, pb)
+                    _tile_wide(i_end - i_blk, wide, base, rs, ks, pp, K * NR, kc, pc, ldc, bk, pb)
                     q += wide
                     continue
                 q += 1
                 for ib in range(blocks):
                     i0, mr = _row_block(ib, blocks, i_end - i_blk)
+                    pa = base + i0 * rs * 4
                     i0 += i_blk
-                    pa = pa0 + (i0 * a_rs + k0 * a_ks) * 4
                     if w == NR:
                         pc = pc0 + (i0 * ldc + j0) * 4
-                        _tile(mr, NV, pa, a_rs, a_ks, pp, kc, pc, ldc, bk, pb)
+                        _tile(mr, NV, pa, rs, ks, pp, kc, pc, ldc, bk, pb)
                     else:  # a last, partial panel: through the scratch block
                         for r in range(mr):
                             tmp_r = _floats(pt + r * NR * 4, w)
@@ -654,7 +664,7 @@ def _gemm_body(pa0, a_rs, a_ks, K, pp0, panels, n, beta, pc0, ldc, row_lo, row_h
                             elif bk == 2:
                                 copy_into(tmp_r, _floats(pb0 + j0 * 4, w))
                         nv = (w + VW - 1) // VW
-                        _tile(mr, nv, pa, a_rs, a_ks, pp, kc, pt, NR, min(bk, 1), pb)
+                        _tile(mr, nv, pa, rs, ks, pp, kc, pt, NR, min(bk, 1), pb)
                         for r in range(mr):
                             copy_into(_floats(pc0 + ((i0 + r) * ldc + j0) * 4, w),
                                  _floats(pt + r * NR * 4, w))  # fmt: skip
@@ -683,13 +693,18 @@ def gemm_packed(a, packed, n, beta, c, row_lo, row_hi, bias):  # type: ignore[no
                 copy_into(c[i, :n], bias[:n])
         return
     tmp = np.empty((MR if n % NR else 0, NR), np.float32)  # for a last, partial panel
-    _gemm_body((np.int64(a.ctypes.data), np.int64(a.strides[0] // 4),
-                np.int64(a.strides[1] // 4), np.int64(K), np.int64(packed.ctypes.data),
-                np.int64(packed.shape[0]), np.int64(n), np.int64(beta),
-                np.int64(c.ctypes.data), np.int64(c.strides[0] // 4), np.int64(row_lo),
-                np.int64(row_hi), np.int64(bias.ctypes.data),
-                np.int64(tmp.ctypes.data)))  # fmt: skip
+    a_rs, a_ks = a.strides[0] // 4, a.strides[1] // 4
+    copy_a = (COPY_COLUMNS and a_rs == 1 and a_ks > MC and row_hi - row_lo > MR
+              and packed.shape[0] > 1)  # fmt: skip
+    work = np.empty((KC, MC) if copy_a else (0, 0), np.float32)
+    _gemm_body((np.int64(a.ctypes.data), np.int64(a_rs), np.int64(a_ks), np.int64(K),
+                np.int64(packed.ctypes.data), np.int64(packed.shape[0]), np.int64(n),
+                np.int64(beta), np.int64(c.ctypes.data), np.int64(c.strides[0] // 4),
+                np.int64(row_lo), np.int64(row_hi), np.int64(bias.ctypes.data),
+                np.int64(tmp.ctypes.data),
+                np.int64(work.ctypes.data if copy_a else 0)))  # fmt: skip
     _alive(tmp)
+    _alive(work)
 
 
 @_native(15, returns=True)

@@ -59,6 +59,11 @@ class Config:
     # one thread only (rnnkit.fast.recurrent._transposed_a_on_blas): with two, the RNN's and
     # GRU's training steps ran 9-55% faster on the kernel split between rnnkit's threads
     transposed_a_on_blas: bool = False
+    # where a transposed A stays on the kernel (AVX2 in two threads), copy each KC x MC block
+    # of it into a buffer first, so that the tile's k loop reads it row by row: 66 -> 90
+    # GFLOP/s with AVX2 (one thread, BENCHMARKS.md); with AVX-512 the copy costs more than it
+    # saves (109 -> 99)
+    copy_columns: bool = False
 
     @property
     def nr(self) -> int:
@@ -71,7 +76,8 @@ class Config:
         return (
             f"rnnkit kernel {self.isa}{forced}: {self.vw}-float vectors, micro-tile "
             f"{self.mr}x{self.nr} ({self.mr}x{self.nv} vectors), KC {self.kc}, MC {self.mc}"
-            f"{', transposed A on BLAS in 1 thread' if self.transposed_a_on_blas else ''}; "
+            f"{', transposed A on BLAS in 1 thread' if self.transposed_a_on_blas else ''}"
+            f"{', else copied into blocks' if self.copy_columns else ''}; "
             f"numba target {self.cpu}{' without AVX-512' if self.isa == 'avx2' else ''}"
         )
 
@@ -131,4 +137,5 @@ def config() -> Config:
     if "+avx512f" in active.split(","):
         return Config("avx512", want, vw=16, mr=6, nv=4, kc=1024, mc=192, cpu=cpu)
     isa = "avx2" if has_avx2 and "+avx2" in active.split(",") else "generic"
-    return Config(isa, want, vw=8, mr=6, nv=2, kc=1024, mc=192, cpu=cpu, transposed_a_on_blas=True)
+    return Config(isa, want, vw=8, mr=6, nv=2, kc=1024, mc=192, cpu=cpu,
+                  transposed_a_on_blas=True, copy_columns=True)  # fmt: skip
