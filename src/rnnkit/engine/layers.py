@@ -530,8 +530,8 @@ class Recurrent(Module):
         no_hidden = np.empty((0, B, H), self.dtype)
         # the cache is used from here on, even if this pass stops half-way: the first
         # layer's input may already hold part of dx
-        layer_caches, used = list(layer_caches), layer_caches
-        used.clear()
+        layer_caches = cache[1].copy()
+        cache[1].clear()
         for layer in range(self.num_layers - 1, -1, -1):
             drop_cache, dir_caches = layer_caches[layer]
             d_in = None

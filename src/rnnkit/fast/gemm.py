@@ -609,9 +609,9 @@ def _pack_body(pb, rs, cs, K, N, po, panels):  # type: ignore[no-untyped-def]
             row = out[q, k]
             if cs == 1:  # B's rows contiguous (activations): row by row
                 copy_into(row[:w], _floats(pb + (k * rs + j0) * 4, w))
-            else:
-                for j in range(wv if k < kv else 0, w):
-                    row[j] = _floats(pb + (k * rs + (j0 + j) * cs) * 4, 1)[0]
+            else:  # what the blocks left
+                lo = wv if k < kv else 0
+                _put_strided(row[lo:w], pb + (k * rs + (j0 + lo) * cs) * 4, cs)
             for j in range(w, NR):
                 row[j] = 0
 
