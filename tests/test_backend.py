@@ -190,9 +190,10 @@ def test_cli_backend_option_and_bad_environment(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("B", [1, 3])
 def test_the_cache_shares_no_memory_with_the_callers_arrays(B, engine):
-    """Changing x or out in place after forward leaves backward's gradients as they were, on
-    both engines; at B = 1 the time-major view of x is already contiguous, which once let the
-    NumPy engine keep x itself in its cache."""
+    """Changing x in place after forward leaves backward's gradients as they were, on both
+    engines; at B = 1 the time-major view of x is already contiguous, which once let the
+    NumPy engine keep x itself in its cache. The output is a view of the cache's states
+    (no copy) and refuses changes in place; a copy of it is the caller's own."""
     layer = rnnkit.GRU(3, 4, num_layers=2, dtype=np.float64, seed=0)
     x = np.random.default_rng(B).standard_normal((B, 5, 3))
     dout = np.random.default_rng(9).standard_normal((B, 5, 4))
@@ -201,7 +202,10 @@ def test_the_cache_shares_no_memory_with_the_callers_arrays(B, engine):
         xin = x.copy()
         out, _, cache = layer.forward(xin)
         if change:  # the caller reuses its arrays before backward
-            out += 100.0
+            with pytest.raises(ValueError, match="read-only"):
+                out += 100.0
+            mine = out.copy()
+            mine += 100.0
             xin += 100.0
         layer.zero_grad()
         dx, _ = layer.backward(dout, cache)
@@ -209,6 +213,27 @@ def test_the_cache_shares_no_memory_with_the_callers_arrays(B, engine):
     for k in grads[0][1]:
         np.testing.assert_array_equal(grads[1][1][k], grads[0][1][k])
     np.testing.assert_array_equal(grads[1][0], grads[0][0])
+
+
+def test_a_padded_output_is_the_callers_own(engine):
+    """With lengths the output is a new array (padded steps zeroed): writable, and changing
+    it leaves backward's gradients as they were."""
+    layer = rnnkit.LSTM(3, 4, bidirectional=True, dtype=np.float64, seed=0)
+    rng = np.random.default_rng(1)
+    x, dout = rng.standard_normal((3, 5, 3)), rng.standard_normal((3, 5, 8))
+    lengths = np.array([5, 2, 4])
+    grads = []
+    for change in (False, True):
+        out, _, cache = layer.forward(x, lengths=lengths)
+        assert out.flags.writeable
+        if change:
+            out += 100.0
+        layer.zero_grad()
+        dx, _ = layer.backward(dout, cache)
+        grads.append((dx, {k: v.copy() for k, v in layer.grads.items()}))
+    np.testing.assert_array_equal(grads[1][0], grads[0][0])
+    for k in grads[0][1]:
+        np.testing.assert_array_equal(grads[1][1][k], grads[0][1][k])
 
 
 @pytest.mark.parametrize("cell", ["RNN", "LSTM", "GRU"])

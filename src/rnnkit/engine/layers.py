@@ -429,6 +429,9 @@ class Recurrent(Module):
 
         Returns:
             out (B, T, dirs*H), final state (same layout as ``state``), cache for backward.
+            Without ``lengths``, ``out`` is a read-only view of the hidden states the cache
+            keeps (time-major, as torch's ``batch_first`` output is a transposed view):
+            copy it to change it.
         """
         return self._forward(x, state, lengths, training, keep=True)
 
@@ -475,9 +478,12 @@ class Recurrent(Module):
                 out = out * mask  # steps past a sequence's end output zeros (hbuf keeps states)
             layer_caches.append((drop_cache, dir_caches))
             layer_in = out
-        out_b = layer_in.transpose(1, 0, 2)  # (B, T, dirs*H), a view
-        if keep:  # a copy, so that changing the output in place cannot corrupt the cache
-            out_b = E.copy(out_b)
+        out_b = layer_in.transpose(1, 0, 2)  # (B, T, dirs*H), a view, as torch's batch_first
+        if keep and mask is None:
+            # a view of the states the cache holds (padding made ``out`` a new array): no
+            # copy (a training step's memory), and read-only, so that changing it in place
+            # cannot corrupt the cache (torch checks such changes with version counters)
+            out_b.flags.writeable = False
         cache = (E, layer_caches, x.shape) if keep else None
         return out_b, self._pack_state(finals), cache
 
