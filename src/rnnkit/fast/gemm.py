@@ -189,12 +189,15 @@ def _tile(typingctx, mr, nv, a, a_rs, a_ks, p, k, c, ldc, beta, bias):  # type: 
 def _wide_panels(mr: int) -> int:
     """How many panels a block of mr rows spans: enough for 8 accumulators (a fused
     multiply-add has a latency of 4 cycles and 2 issue per cycle, so 8 independent sums keep
-    both units busy), within the registers (12 accumulators with AVX2's 16, 24 with
-    AVX-512's 32). One row with AVX2: 4 panels of 2 vectors, where a single panel's 2 sums
-    left the units idle 3 cycles in 4 (batch 1: inference, sampling)."""
-    budget = 24 if VW == 16 else 12
+    both units busy), within the registers: the accumulators, a row's B vectors and A's
+    broadcast (16 with AVX2, 32 with AVX-512). One row with AVX2: 3 panels of 2 vectors,
+    where a single panel's 2 sums left the units idle 3 cycles in 4 (batch 1: inference,
+    sampling). Three rows with AVX2 stay on one panel: over two, 12 sums + 4 B vectors + 1
+    broadcast need 17 registers, and the spills made 3 rows slower than 4 (3 x 2600 x 650
+    in 207 us against 142; one panel: 132 us; BENCHMARKS.md, session 15)."""
+    registers = 32 if VW == 16 else 16
     p = 1
-    while mr * NV * p < 8 and mr * NV * (p + 1) <= budget:
+    while mr * NV * p < 8 and (mr + 1) * NV * (p + 1) + 1 <= registers:
         p += 1
     return p
 

@@ -64,7 +64,7 @@ from rnnkit.fast import gemm as _g
 # this line names the gemm.py the loops were written against, and changes with it
 # (tests/test_native_bodies.py holds it to the file; after editing gemm.py, put its new
 # sha256 here, which also invalidates the loops' cache):
-# gemm.py sha256: 3c43e4660c221fbb8cfe0b5b265682c21648228aa0c81b2e7b7a4622e4f1036f
+# gemm.py sha256: 1db4fc461787154533867a34943bff75956abc6c56a4c46026bb0c659db50053
 
 # 'contract' lets LLVM fuse a*b+c into FMAs; nothing that changes results beyond rounding.
 _JIT = {"cache": True, "error_model": "numpy", "fastmath": {"contract"}, "nogil": True}
