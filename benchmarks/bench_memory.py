@@ -16,6 +16,7 @@ Linux) and runs ``--steps`` more steps. Reported per case and library:
 
     python benchmarks/bench_memory.py                 # all cells and shapes, 1 thread
     python benchmarks/bench_memory.py --cells lstm    # one cell
+    python benchmarks/bench_memory.py --threads 2     # both libraries in 2 threads
 
 It prints the machine header of ``bench_rnn.py`` (benchmarks/machine.py) and the commit
 measured. Memory does not depend on the machine's load, so this can run beside other jobs.
@@ -43,7 +44,7 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def child(lib: str, case: Any, steps: int) -> dict:
+def child(lib: str, case: Any, steps: int, threads: int) -> dict:
     """Runs in the child process: build, warm up, reset the peak counter, measure."""
     import numpy as np
 
@@ -66,7 +67,7 @@ def child(lib: str, case: Any, steps: int) -> dict:
     else:
         import torch
 
-        torch.set_num_threads(1)
+        torch.set_num_threads(threads)
         tcls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[case.cell]
         layer = tcls(case.D, case.H, batch_first=True, **kw)
         xt = torch.from_numpy(x).requires_grad_(True)
@@ -94,11 +95,11 @@ def child(lib: str, case: Any, steps: int) -> dict:
     return {"base_mib": base / 1024, "peak_mib": peak / 1024, "step_mib": (peak - base) / 1024}
 
 
-def measure(lib: str, case: Any, steps: int) -> dict:
-    spec = json.dumps([lib, case.__dict__, steps])
+def measure(lib: str, case: Any, steps: int, threads: int = 1) -> dict:
+    spec = json.dumps([lib, case.__dict__, steps, threads])
     # a fixed mmap threshold: glibc's default grows it after the first large free, after which
     # freed activations stay resident and a step's peak would hide in the baseline
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
            "MALLOC_MMAP_THRESHOLD_": "131072"}  # fmt: skip
     out = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True,
                          text=True, env=env, check=True)  # fmt: skip
@@ -109,12 +110,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", nargs="+", default=["rnn", "lstm", "gru"])
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads of both libraries (rnnkit follows NumPy's BLAS)",
+    )
     ap.add_argument("--json", help="write the raw results to this file")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:  # imports only the library it measures (bench_rnn imports both)
-        lib, fields, steps = json.loads(args.child)
-        print(json.dumps(child(lib, SimpleNamespace(**fields), steps)))
+        lib, fields, steps, threads = json.loads(args.child)
+        print(json.dumps(child(lib, SimpleNamespace(**fields), steps, threads)))
         return
     import machine
     from bench_rnn import SHAPES, Case
@@ -122,7 +129,11 @@ def main() -> None:
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=HERE,
                             capture_output=True, text=True).stdout.strip()  # fmt: skip
     print(machine.header())
-    print(f"commit: {commit or 'unknown'}; float32, 1 thread, {args.steps} measured steps\n")
+    plural = "s" if args.threads > 1 else ""
+    print(
+        f"commit: {commit or 'unknown'}; float32, {args.threads} thread{plural}, "
+        f"{args.steps} measured steps\n"
+    )
     print("| case | rnnkit base / peak MiB | torch base / peak MiB | rnnkit step MiB "
           "| torch step MiB | torch/rnnkit (step) |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|")
@@ -131,7 +142,8 @@ def main() -> None:
         cases = [Case(cell, *s) for s in SHAPES]
         cases.append(Case(cell, 32, 100, 128, 128, layers=2, bidirectional=True))
         for case in cases:
-            ours, theirs = measure("rnnkit", case, args.steps), measure("torch", case, args.steps)
+            ours = measure("rnnkit", case, args.steps, args.threads)
+            theirs = measure("torch", case, args.steps, args.threads)
             ratio = (f"{theirs['step_mib'] / ours['step_mib']:.2f}"
                      if min(ours["step_mib"], theirs["step_mib"]) >= 0.5 else "–")  # fmt: skip
             results.append({"case": case.name, "rnnkit": ours, "torch": theirs})
@@ -140,7 +152,12 @@ def main() -> None:
                   f"{ours['step_mib']:.1f} | {theirs['step_mib']:.1f} | {ratio} |",
                   flush=True)  # fmt: skip
     if args.json:
-        out = {"header": machine.header(), "commit": commit, "results": results}
+        out = {
+            "header": machine.header(),
+            "commit": commit,
+            "threads": args.threads,
+            "results": results,
+        }
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
 
 
