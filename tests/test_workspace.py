@@ -86,11 +86,49 @@ def test_a_kept_cache_and_output_survive_later_calls(mode, dtype):
     del cache2
 
 
+def test_which_lstm_fuses_the_input_projection(monkeypatch):
+    """The fused step only where it measured faster: batch >= 3, the two weights within
+    FUSE_MAX_BYTES, and H whole panels, small weights or >= 32 rows per thread
+    (BENCHMARKS.md, session 15); the sums are the same either way (the test below and
+    test_backend)."""
+    from rnnkit.fast import gemm, loops, recurrent
+
+    def fuses(D, H, B, threads=1):
+        monkeypatch.setattr(loops, "blas_threads", lambda: threads)
+        layer = rnnkit.LSTM(D, H, dtype=np.float32)
+        return recurrent.fuses_projection(layer, B, D)
+
+    assert fuses(64, 4 * gemm.NR, 3) and not fuses(64, 4 * gemm.NR, 2)
+    assert not fuses(1000, 1000, 16) and not fuses(1024, 1024, 64)  # 32 MB of weights
+    assert fuses(512, 512, 64) and fuses(512, 512, 3, threads=2)  # whole panels, 8 MB
+    # 650 and 201 units are whole panels of neither ISA: 13.5 MB, 1.3 MB
+    assert fuses(650, 650, 32) and not fuses(650, 650, 31) and not fuses(650, 650, 32, 2)
+    assert fuses(650, 650, 128, threads=2) and not fuses(650, 650, 3)
+    assert fuses(201, 201, 3) and fuses(201, 201, 20, threads=2)
+    assert not recurrent.fuses_projection(rnnkit.GRU(64, 64, dtype=np.float32), 64, 64)
+    assert not recurrent.fuses_projection(rnnkit.LSTM(64, 64, dtype=np.float64), 64, 64)
+
+
 @pytest.mark.parametrize("B", [1, 2, 3])
 def test_float32_lstm_at_small_batches_matches_torch(B):
-    """Batches below 3 hoist the input projection out of the loop, 3 and up fuse it into each
-    step (rnnkit.fast.recurrent.fuses_projection): both against torch."""
+    """Batches below 3 hoist the input projection out of the loop, 3 and up (at this size)
+    fuse it into each step (rnnkit.fast.recurrent.fuses_projection): both against torch."""
     rng = np.random.default_rng(B)
     layer = rnnkit.LSTM(20, 24, num_layers=2, bidirectional=True, dtype=np.float32, seed=B)
     lengths = rng.integers(1, 10, size=B) if B > 1 else None
     compare(layer, B, 9, lengths, rng)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_float32_lstm_with_the_projection_hoisted_at_larger_batches_matches_torch(
+    threads, monkeypatch
+):
+    """Where its weights are too large to fuse (here: every size), batch 3 and up hoist the
+    input projection too, split between threads: against torch."""
+    from threadpoolctl import threadpool_limits
+
+    monkeypatch.setattr("rnnkit.fast.recurrent.FUSE_MAX_BYTES", 0)
+    rng = np.random.default_rng(5)
+    layer = rnnkit.LSTM(20, 24, num_layers=2, bidirectional=True, dtype=np.float32, seed=5)
+    with threadpool_limits(threads):
+        compare(layer, 7, 9, rng.integers(1, 10, size=7), rng)

@@ -9,8 +9,8 @@ compiled code; the NumPy engine beside the layers is the reference it is tested 
 Per layer and direction it does what the NumPy engine does, in the same order:
 
   before the loop:  XW = X W_ih^T + biases              one (T*B, D) x (D, G*H) product
-                    (the float32 LSTM at batch >= 3 instead adds x_t W_ih^T inside each
-                    step's product: see :func:`fuses_projection`; the plain RNN writes XW
+                    (the float32 LSTM, mostly at batch >= 3, instead adds x_t W_ih^T inside
+                    each step's product: see :func:`fuses_projection`; the plain RNN writes XW
                     into the slots of its states)
   in the loop:      each step's recurrent product and its pointwise gate arithmetic, in one
                     compiled function per cell (:mod:`rnnkit.fast.loops`); backward also
@@ -233,12 +233,35 @@ def _gate_slot(layer: Any) -> int:
     return 0 if layer.mode == "RNN" else 1
 
 
-def fuses_projection(layer: Any, batch: int) -> bool:
+# the fused step reads W_ih as well as W_hh at every step: past this many bytes of the two
+# (packed) it streams them from memory where the hoisted projection reads W_ih once
+FUSE_MAX_BYTES = 16 << 20
+# where H is not a whole number of panels (no fused block step) and the weights take more
+# than FUSE_SMALL_BYTES, the rows per thread from which fusing pays
+FUSE_SMALL_BYTES = 2 << 20
+FUSE_MIN_ROWS = 32
+
+
+def fuses_projection(layer: Any, batch: int, d_in: int) -> bool:
     """Whether the loop computes each step's input projection itself instead of one product
-    over all steps before it: the float32 LSTM at batch >= 3. The projection's output then
-    never goes through memory, but each step reads W_ih as well as W_hh for few rows; at
-    batch 1-2 the hoisted projection is as fast or faster (BENCHMARKS.md, session 7)."""
-    return layer.mode == "LSTM" and layer.dtype == np.float32 and batch >= 3
+    over all steps before it (float32 LSTM, batch >= 3). The projection's output then never
+    goes through memory, but each step reads W_ih as well as W_hh for few rows. So: only
+    where the two weights together take at most :data:`FUSE_MAX_BYTES`, and either H is a
+    whole number of the kernel's panels (the block step keeps the pre-activations in L1),
+    the weights are small (:data:`FUSE_SMALL_BYTES`), or each thread has at least
+    :data:`FUSE_MIN_ROWS` rows. At batch 1-2 the hoisted projection is as fast or faster
+    (BENCHMARKS.md, session 7); the limits were measured with both ISAs in 1 and 2 threads
+    (BENCHMARKS.md, issue 21, session 15: e.g. LSTM (16,35,1000,1000) inference in 2
+    threads, AVX2, 92 ms fused, 51 hoisted; zaremba-small's (20,20,200,200) 3-11% faster
+    fused)."""
+    if layer.mode != "LSTM" or layer.dtype != np.float32 or batch < 3:
+        return False
+    H = layer.hidden_size
+    size = (d_in + H) * 4 * H * 4
+    if size > FUSE_MAX_BYTES:
+        return False
+    whole_panels = H % _g.NR == 0
+    return whole_panels or size <= FUSE_SMALL_BYTES or batch // K.blas_threads() >= FUSE_MIN_ROWS
 
 
 def _joins_weight_grads(layer: Any, dax: Array, dah: Array, D: int) -> bool:
@@ -436,7 +459,7 @@ _LOOPS = {
 def layer_input(layer: Any, x: Array, keep: bool) -> Array:
     """The first layer's input, time-major (T, B, D): a copy, except in inference where the
     loop projects each step's input itself, which reads x_t in place from a view."""
-    if not keep and x.flags.c_contiguous and fuses_projection(layer, x.shape[0]):
+    if not keep and x.flags.c_contiguous and fuses_projection(layer, x.shape[0], x.shape[2]):
         return x.transpose(1, 0, 2)
     return copy(x.transpose(1, 0, 2))
 
@@ -451,7 +474,7 @@ def direction_forward(
     reverse, col = bool(direction), direction * H
     hbuf[T + 1 if reverse else 0, :, col : col + H] = init[0]
     gate_slot = _gate_slot(layer)
-    if fuses_projection(layer, B):  # the loop projects each step's input itself
+    if fuses_projection(layer, B, D):  # the loop projects each step's input itself
         xw = ws.empty((T + 1 if keep else 0, B, layer.gates * H), layer.dtype)
         own_input: tuple[Array, ...] = (xs,)
     else:
