@@ -247,7 +247,6 @@ def test_backward_reads_dout_in_place_and_leaves_it(
     neither dout nor x, and the same as from a contiguous time-major copy of dout (B = 8:
     the compiled LSTM's fused step; T = 11 over chunks of 3 steps and a last of 2)."""
     monkeypatch.setattr("rnnkit.fast.recurrent.CHUNK_ROWS", 24)
-    monkeypatch.setattr("rnnkit.fast.recurrent.CHUNK_FLOATS", 0)
     layer = getattr(rnnkit, cell)(5, 4, num_layers=layers, bidirectional=bidirectional,
                                   dtype=np.float32, seed=0)  # fmt: skip
     rng = np.random.default_rng(3)

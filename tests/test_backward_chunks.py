@@ -21,7 +21,6 @@ pytestmark = pytest.mark.usefixtures("compiled")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_backward_in_chunks_matches_the_numpy_engine(kind, dtype, rows, monkeypatch):
     monkeypatch.setattr(recurrent, "CHUNK_ROWS", rows)
-    monkeypatch.setattr(recurrent, "CHUNK_FLOATS", 0)
     compare_engines(kind, 3, 5, 2, True, True, dtype, 3, 7, np.array([7, 2, 5]), seed=11)
 
 
@@ -29,7 +28,6 @@ def test_backward_in_chunks_matches_the_numpy_engine(kind, dtype, rows, monkeypa
 def test_hidden_gradients_in_chunks_match_the_numpy_engine(mode, monkeypatch):
     """return_hidden_grads: each chunk writes its own steps of dL/dh_t."""
     monkeypatch.setattr(recurrent, "CHUNK_ROWS", 2)
-    monkeypatch.setattr(recurrent, "CHUNK_FLOATS", 0)
     rng = np.random.default_rng(4)
     x, dout = rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 5, 8))
     got = []

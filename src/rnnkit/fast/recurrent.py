@@ -526,28 +526,23 @@ def direction_backward(
         consume(_g.EMPTY, 0, T, dax, dah)
     else:  # a few steps at a time: the gradients of the pre-activations never for all T
         consume = partial(consume, _packed(w_ih))  # packed once for all the steps
-        steps = _chunk_steps(T, B, layer.hidden_size)
         dinit, (dbx, dbh) = loop_backward(layer, dout, col, dfinal, loop_cache, p, g, hid,
-                                          steps, consume)  # fmt: skip
+                                          _chunk_steps(T, B), consume)  # fmt: skip
     if layer.bias:  # summed over steps and rows inside the loop
         g["bias_ih"] += dbx
         g["bias_hh"] += dbh
     return dinit
 
 
-def _chunk_steps(T: int, B: int, H: int) -> int:
-    """How many steps the RNN's and GRU's backward pass takes at a time: at least
-    :data:`CHUNK_ROWS` rows of the weight-gradient products, and for H below 512 as many as
-    fill a (rows, H) array of :data:`CHUNK_FLOATS` floats. Fewer rows hold less memory
-    (BENCHMARKS.md, "Peak memory of a training step"); more pay each chunk's fixed costs (its
-    packing, its products' hand-offs between threads) over more steps: RNN (256,20,200,200)'s
-    backward in 2 threads took 22.4 ms in chunks of 512 rows, 19.5 in 2048 (session 15)."""
-    rows = max(CHUNK_ROWS, CHUNK_FLOATS // H)
-    return max(1, min(T, -(-rows // B)))
+def _chunk_steps(T: int, B: int) -> int:
+    """How many steps the RNN's and GRU's backward pass takes at a time:
+    :data:`CHUNK_ROWS` rows of the weight-gradient products (fewer rows per product read
+    and write the gradient more often; more hold more memory: BENCHMARKS.md, "Peak memory
+    of a training step")."""
+    return max(1, min(T, -(-CHUNK_ROWS // B)))
 
 
 CHUNK_ROWS = 512
-CHUNK_FLOATS = 512 * 512  # 1 MiB of float32: unchanged chunks from H = 512 up
 
 
 def _chunks(T: int, steps: int, reverse: bool) -> list[tuple[int, int]]:
