@@ -9,9 +9,9 @@ compiled code; the NumPy engine beside the layers is the reference it is tested 
 Per layer and direction it does what the NumPy engine does, in the same order:
 
   before the loop:  XW = X W_ih^T + biases              one (T*B, D) x (D, G*H) product
-                    (the float32 LSTM, mostly at batch >= 3, instead adds x_t W_ih^T inside
-                    each step's product: see :func:`fuses_projection`; the plain RNN writes XW
-                    into the slots of its states)
+                    (the float32 LSTM at batch >= 3, where its weights allow, instead adds
+                    x_t W_ih^T inside each step's product: see :func:`fuses_projection`; the
+                    plain RNN writes XW into the slots of its states)
   in the loop:      each step's recurrent product and its pointwise gate arithmetic, in one
                     compiled function per cell (:mod:`rnnkit.fast.loops`); backward also
                     sums the bias gradients
