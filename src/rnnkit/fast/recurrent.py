@@ -257,7 +257,7 @@ def fuses_projection(layer: Any, batch: int, d_in: int) -> bool:
     if layer.mode != "LSTM" or layer.dtype != np.float32 or batch < 3:
         return False
     H = layer.hidden_size
-    size = (d_in + H) * 4 * H * 4
+    size = (d_in + H) * layer.gates * H * np.dtype(np.float32).itemsize  # W_ih and W_hh
     if size > FUSE_MAX_BYTES:
         return False
     whole_panels = H % _g.NR == 0
@@ -378,8 +378,10 @@ def _lstm_loop_forward(layer, xw, hbuf, col, init, p, valid, reverse, keep, xs=N
 def _lstm_loop_backward(layer, dout, dcol, dfinal, cache, p, g, hid):  # type: ignore[no-untyped-def]
     hbuf, col, valid, reverse, (gates, cbuf, tcbuf) = cache
     dh, dc = dfinal[0].copy(), dfinal[1].copy()  # (B, H), become the initial state's grads
-    if not dout.flags.c_contiguous:  # the caller's array: this direction's columns, once
-        dout, dcol = copy(dout[:, :, dcol : dcol + layer.hidden_size]), 0
+    # this direction's columns, contiguous: copied once for all T steps where dout is the
+    # caller's array (a batch-major view)
+    T, H = gates.shape[0], layer.hidden_size
+    dout, dcol = _own_columns(dout, dcol, H, 0, T, _chunk_buffer(dout, T, H))
     da = ws.empty(gates.shape, layer.dtype)  # (T, B, 4H)
     peep = _peep_rows(layer, p)
     w_hh = np.ascontiguousarray(p["weight_hh"])
