@@ -35,9 +35,11 @@ the engine above it.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
 from functools import partial, reduce
 from typing import Any
 
@@ -104,7 +106,46 @@ def _total(arrays: list[Array]) -> Array:
     return reduce(np.add, arrays)
 
 
-_WORKERS: list[ThreadPoolExecutor] = []
+class _Worker:
+    """A thread pinned to one CPU that runs one call at a time, handed to it through two
+    locks (a thread pool's queue and futures cost about 0.15 ms per hand-off on these
+    machines; two locks about a third of that: BENCHMARKS.md, issue 21, session 16)."""
+
+    def __init__(self, cpu: int) -> None:
+        self.cpu = cpu
+        self.call: Callable[[], object] | None = None  # the one it runs; None: idle
+        self.error: BaseException | None = None
+        self.go, self.done = threading.Lock(), threading.Lock()
+        self.go.acquire()
+        self.done.acquire()
+        threading.Thread(target=self._serve, name=f"rnnkit-cpu{cpu}", daemon=True).start()
+
+    def _serve(self) -> None:
+        _pin(self.cpu)
+        while True:
+            self.go.acquire()
+            try:
+                self.call()  # type: ignore[misc]
+            except BaseException as e:  # handed back to the caller in finish()
+                self.error = e
+            self.done.release()
+
+    def start(self) -> None:
+        """Run the call set in ``call`` (which marks the worker as taken)."""
+        self.go.release()
+
+    def finish(self) -> None:
+        """Wait for the call to return; raise what it raised."""
+        self.done.acquire()
+        self.call = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+
+_WORKERS: list[_Worker] = []
+_WORKERS_LOCK = threading.Lock()  # choosing workers: callers in several threads
+_libc = ctypes.CDLL(None) if sys.platform == "linux" else None
 
 
 def _pin(cpu: int) -> None:
@@ -112,29 +153,55 @@ def _pin(cpu: int) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
+def _this_cpu() -> int:
+    """The CPU this thread runs on now (Linux), else -1."""
+    return int(_libc.sched_getcpu()) if _libc is not None else -1
+
+
 def _in_parallel(calls: list[Callable[[], object]]) -> None:
     """Run the calls at the same time (they call compiled code that releases the GIL).
 
-    Each runs in a worker thread of its own, pinned to its own CPU where the system allows
-    (Linux), while this thread waits: a worker woken after a pause was often placed on the
-    CPU of the thread that woke it, so the two halves of the work shared one core
-    (BENCHMARKS.md, session 6).
+    This thread runs the first; each other one runs in a worker thread pinned to a CPU
+    other than the one this thread is on now (Linux; elsewhere, the CPUs in turn): a worker
+    woken after a pause was often placed on the CPU of the thread that woke it, so the two
+    halves of the work shared one core (BENCHMARKS.md, session 6).
     """
     if len(calls) == 1:
         calls[0]()
         return
-    if len(_WORKERS) < len(calls):
-        cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
-        for i in range(len(_WORKERS), len(calls)):
-            cpu = cpus[i % len(cpus)]
-            _WORKERS.append(
-                ThreadPoolExecutor(1, thread_name_prefix=f"rnnkit-{i}", initializer=_pin,
-                                   initargs=(cpu,))
-            )  # fmt: skip
-    futures = [w.submit(c) for w, c in zip(_WORKERS, calls, strict=False)]
-    wait(futures)  # all of them, even when one fails: they share arrays
-    for f in futures:
-        f.result()
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+    here = _this_cpu()
+    others = [c for c in cpus if c != here] or cpus
+    workers: list[_Worker] = []
+    with _WORKERS_LOCK:
+        for i, call in enumerate(calls[1:]):
+            cpu = others[i % len(others)]
+            idle = [w for w in _WORKERS if w.cpu == cpu and w.call is None]
+            worker = idle[0] if idle else _Worker(cpu)
+            if not idle:
+                _WORKERS.append(worker)
+            worker.call = call  # taken
+            workers.append(worker)
+    started: list[_Worker] = []
+    errors: list[BaseException] = []
+    try:
+        for w in workers:
+            w.start()
+            started.append(w)
+        calls[0]()
+    except BaseException as e:
+        errors.append(e)
+    finally:  # all of them, even when one fails: they share arrays
+        for w in workers:
+            if w in started:
+                try:
+                    w.finish()
+                except BaseException as e:
+                    errors.append(e)
+            else:
+                w.call = None
+    if errors:
+        raise errors[0]
 
 
 def _parts(n: int, dtype: Any, align: int = 1) -> list[slice]:
@@ -604,18 +671,87 @@ def _input_side_grads(
         _product_packed(dax2.T, _packed(x2, h_prev2), 0, both)
         g["weight_ih"] += both[:, :D]
         g["weight_hh"] += both[:, D:]
-    else:
-        _weight_grads([dax2], x2, [g["weight_ih"]])
-        rz, n_rows = g["weight_hh"][: 2 * H], g["weight_hh"][2 * H :]
-        if layer.mode != "GRU":
-            _weight_grads([dah2], h_prev2, [g["weight_hh"]])
-        elif layer.reset_after:  # r, z rows from dax, n rows from dah: H_prev packed once
-            _weight_grads([dax2[:, : 2 * H], dah2], h_prev2, [rz, n_rows])
-        else:  # the textbook GRU: W_hn multiplies r * h_{t-1}, not h_{t-1}
-            rec_in = cell_cache[1][t0:t1].reshape(-1, H)  # (n*B, H)
-            _weight_grads([dah2[:, : 2 * H]], h_prev2, [rz])
-            _weight_grads([dah2[:, 2 * H :]], rec_in, [n_rows])
+        _input_grad(dax2, w_ih, wp_ih, accumulate, dxs[t0:t1])
+        return
+    # out += da^T B for each (da, out) of a group, B packed once for the group
+    groups: list[tuple[Array, list[Array], list[Array]]] = [(x2, [dax2], [g["weight_ih"]])]
+    rz, n_rows = g["weight_hh"][: 2 * H], g["weight_hh"][2 * H :]
+    if layer.mode != "GRU":
+        groups.append((h_prev2, [dah2], [g["weight_hh"]]))
+    elif layer.reset_after:  # r, z rows from dax, n rows from dah: H_prev packed once
+        groups.append((h_prev2, [dax2[:, : 2 * H], dah2], [rz, n_rows]))
+    else:  # the textbook GRU: W_hn multiplies r * h_{t-1}, not h_{t-1}
+        rec_in = cell_cache[1][t0:t1].reshape(-1, H)  # (n*B, H)
+        groups.append((h_prev2, [dah2[:, : 2 * H]], [rz]))
+        groups.append((rec_in, [dah2[:, 2 * H :]], [n_rows]))
+    dx2 = dxs[t0:t1].reshape(n * B, -1)
+    if _balanced(groups, dax2, w_ih, wp_ih, int(accumulate), dx2):
+        return
+    for b, das, outs in groups:
+        _weight_grads(das, b, outs)
     _input_grad(dax2, w_ih, wp_ih, accumulate, dxs[t0:t1])
+
+
+# the B operands of the weight gradients run together by _balanced take at most this much
+# (each packed, all at once; one after the other, only the largest is held at a time)
+BALANCE_MAX_BYTES = 4 << 20
+
+
+def _balanced(
+    groups: list[tuple[Array, list[Array], list[Array]]], a: Array, w: Array, wp: Array,
+    beta: int, c: Array,
+) -> bool:  # fmt: skip
+    """In two or more threads (float32): the weight gradients of ``groups`` and
+    c = beta c + a W (dX = dA W_ih, on W packed as wp, or packed here where wp is empty) in
+    one hand-off to the threads, balanced by multiply-adds: each group whole on one thread
+    (it packs its B and runs its products: out += da^T B), and the rows of c shared out so
+    that every thread gets the same work. False (nothing done) in one thread, in float64,
+    or where one group alone is more than a thread's share; the caller then runs each
+    product in turn, the large ones split by rows.
+
+    Weight-gradient products have the output rows of a weight (G x D): from 256 rows they
+    were split between the threads, each split one more hand-off (about 0.1-0.2 ms on these
+    machines); below that they ran in one thread while the other waited (RNN (256,20,200,200)
+    training in 2 threads, AVX2: the backward pass took 26 ms, 21 in one thread;
+    BENCHMARKS.md, issue 21, session 16)."""
+    k = K.blas_threads()
+    if k == 1 or c.dtype != np.float32 or not c.flags.c_contiguous:
+        return False
+    if sum(b.size for b, _, _ in groups) * c.itemsize > BALANCE_MAX_BYTES:
+        return False  # the groups' packed B would all be held at once
+    if not all(o.flags.c_contiguous and o.size > 0 for _, _, outs in groups for o in outs):
+        return False
+    costs = [sum(o.size * da.shape[0] for o, da in zip(outs, das, strict=True))
+             for _, das, outs in groups]  # fmt: skip
+    row_cost = a.shape[1] * c.shape[1]
+    share = (sum(costs) + c.shape[0] * row_cost) / k
+    if max(costs) > 1.1 * share:
+        return False
+    load = [0] * k
+    jobs: list[list[Callable[[], object]]] = [[] for _ in range(k)]
+    for i in sorted(range(len(groups)), key=lambda i: -costs[i]):
+        t = load.index(min(load))
+        b, das, outs = groups[i]
+        if np.may_share_memory(b, c):  # dX over X (the cache's xs): X packed before
+            packed = _packed(b)
+        else:
+            packed = ws.empty(_g.packed_shape(b.shape), np.float32)
+            jobs[t].append(partial(_g.pack_into, b, packed))
+        for da, out in zip(das, outs, strict=True):
+            jobs[t].append(partial(_g.gemm_packed, da.T, packed, out.shape[1], 1, out, 0,
+                                   out.shape[0], _g.NO_BIAS))  # fmt: skip
+        load[t] += costs[i]
+    wp = wp if wp.shape[0] > 0 else _packed(w)
+    lo = 0
+    for t in range(k):  # the rows of c that fill each thread up to its share
+        rows = max(share - load[t], 0) / row_cost
+        hi = c.shape[0] if t == k - 1 else min(lo + round(rows / _g.MR) * _g.MR, c.shape[0])
+        if hi > lo:
+            jobs[t].append(partial(_g.gemm_packed, a, wp, c.shape[1], beta, c, lo, hi,
+                                   _g.NO_BIAS))  # fmt: skip
+        lo = hi
+    _in_parallel([partial(_call_all, j) for j in jobs if j])
+    return True
 
 
 def _input_grad(da2: Array, w_ih: Array, wp_ih: Array, accumulate: bool, dxs: Array) -> None:
