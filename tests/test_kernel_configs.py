@@ -5,7 +5,8 @@ The suite itself runs the configuration of the machine it runs on (AVX-512 on th
 CI machines). ``RNNKIT_KERNEL=avx2`` compiles numba and the kernel without AVX-512 and with the
 AVX2 micro-tile; a second process runs tests/test_gemm.py (the kernel against NumPy's
 float64 products, the layers on it against torch, one and two threads) and the compiled
-engine's comparisons with the NumPy engine in that configuration.
+engine's comparisons with the NumPy engine in that configuration, and tests/test_threads.py
+(the work shared between two threads).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def test_an_unknown_kernel_is_refused_naming_the_value():
 
 def test_equivalence_tests_pass_with_the_avx2_configuration_forced():
     out = _run(["-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-p", "no:xdist",
-                str(HERE / "test_gemm.py"),
+                str(HERE / "test_gemm.py"), str(HERE / "test_threads.py"),
                 str(HERE / "test_kernels.py") + "::test_compiled_engine_matches_numpy_engine",
                 str(HERE / "test_kernel_configs.py") + "::test_this_process_runs_the_"
                 "configuration_of_its_isa"], "avx2")  # fmt: skip

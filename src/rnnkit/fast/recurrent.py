@@ -23,7 +23,10 @@ float32 products run on rnnkit's own kernel (:mod:`rnnkit.fast.gemm`, on weights
 per call), float64 ones through NumPy's BLAS. In float32 the work uses as many threads as
 NumPy's BLAS may (``threadpoolctl``, ``OPENBLAS_NUM_THREADS``, ``rnnkit --threads``): the time
 loops split the batch (rows are independent, so each thread runs its rows' whole recurrence
-with no synchronisation), the large products split their output rows. Outputs do not depend
+with no synchronisation), the large products split their output rows, and the weight
+gradients of the RNN's and GRU's chunks run side by side, each on one thread, beside dX's
+rows (:func:`_balanced`). The calling thread runs one part itself and hands each other to a
+worker pinned to another CPU (:func:`_in_parallel`). Outputs do not depend
 on the thread count; bias gradients, which add per-thread partial sums, agree to rounding.
 Large per-call arrays come from :mod:`rnnkit.fast.workspace`, memory reused between calls.
 Why each of these choices was made, with measurements: BENCHMARKS.md.
@@ -722,20 +725,22 @@ def _balanced(
     if not all(o.flags.c_contiguous and o.size > 0 for _, _, outs in groups for o in outs):
         return False
     costs = [sum(o.size * da.shape[0] for o, da in zip(outs, das, strict=True))
-             for _, das, outs in groups]  # fmt: skip
+             + PACK_COST * b.size for b, das, outs in groups]  # fmt: skip
     row_cost = a.shape[1] * c.shape[1]
     share = (sum(costs) + c.shape[0] * row_cost) / k
     if max(costs) > 1.1 * share:
         return False
     load = [0] * k
     jobs: list[list[Callable[[], object]]] = [[] for _ in range(k)]
+    ready: list[threading.Event] = []  # X packed, where dX is written over it
     for i in sorted(range(len(groups)), key=lambda i: -costs[i]):
         t = load.index(min(load))
         b, das, outs = groups[i]
-        if np.may_share_memory(b, c):  # dX over X (the cache's xs): X packed before
-            packed = _packed(b)
+        packed = ws.empty(_g.packed_shape(b.shape), np.float32)
+        if np.may_share_memory(b, c):  # dX over X (the cache's xs): X read first
+            ready.append(threading.Event())
+            jobs[t].insert(0, partial(_pack_then_set, b, packed, ready[-1]))
         else:
-            packed = ws.empty(_g.packed_shape(b.shape), np.float32)
             jobs[t].append(partial(_g.pack_into, b, packed))
         for da, out in zip(das, outs, strict=True):
             jobs[t].append(partial(_g.gemm_packed, da.T, packed, out.shape[1], 1, out, 0,
@@ -747,11 +752,26 @@ def _balanced(
         rows = max(share - load[t], 0) / row_cost
         hi = c.shape[0] if t == k - 1 else min(lo + round(rows / _g.MR) * _g.MR, c.shape[0])
         if hi > lo:
+            jobs[t] += [e.wait for e in ready]
             jobs[t].append(partial(_g.gemm_packed, a, wp, c.shape[1], beta, c, lo, hi,
                                    _g.NO_BIAS))  # fmt: skip
         lo = hi
     _in_parallel([partial(_call_all, j) for j in jobs if j])
     return True
+
+
+# the cost of packing one element of B in _balanced, in multiply-adds of a product: packing
+# H_prev (512 x 200) took 0.09 ms where a product of 200 x 512 x 200 took 0.40 (AVX2; 45)
+PACK_COST = 48
+
+
+def _pack_then_set(b: Array, packed: Array, ready: threading.Event) -> None:
+    """Pack b into ``packed``, then set ``ready`` (also when packing fails: the threads
+    waiting on it must not hang)."""
+    try:
+        _g.pack_into(b, packed)
+    finally:
+        ready.set()
 
 
 def _input_grad(da2: Array, w_ih: Array, wp_ih: Array, accumulate: bool, dxs: Array) -> None:
