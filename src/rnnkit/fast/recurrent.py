@@ -695,9 +695,11 @@ def _input_side_grads(
     _input_grad(dax2, w_ih, wp_ih, accumulate, dxs[t0:t1])
 
 
-# the B operands of the weight gradients run together by _balanced take at most this much
-# (each packed, all at once; one after the other, only the largest is held at a time)
-BALANCE_MAX_BYTES = 4 << 20
+# the B operands of the weight gradients run together by _balanced take at most this much:
+# each is packed, all at once (one after the other, only the largest is held at a time).
+# At 4 MiB, RNN (64,50,512,512) and (128,35,650,650) training steps in 2 threads took 1-2 MiB
+# more than torch's (bench_memory.py --threads 2); balancing them had saved 1-11% of the time
+BALANCE_MAX_BYTES = 1 << 20
 
 
 def _balanced(
@@ -709,8 +711,9 @@ def _balanced(
     one hand-off to the threads, balanced by multiply-adds: each group whole on one thread
     (it packs its B and runs its products: out += da^T B), and the rows of c shared out so
     that every thread gets the same work. False (nothing done) in one thread, in float64,
-    or where one group alone is more than a thread's share; the caller then runs each
-    product in turn, the large ones split by rows.
+    where the groups' B operands take more than :data:`BALANCE_MAX_BYTES`, or where one group
+    alone is more than a thread's share; the caller then runs each product in turn, the
+    large ones split by rows.
 
     Weight-gradient products have the output rows of a weight (G x D): from 256 rows they
     were split between the threads, each split one more hand-off (about 0.1-0.2 ms on these
