@@ -148,3 +148,30 @@ def test_large_operands_are_not_balanced(monkeypatch):
     with threadpool_limits(2):
         compare(layer, 24, 30, rng.integers(1, 31, size=24), rng)
     assert taken and not any(taken)
+
+
+def test_a_forked_child_starts_its_own_workers():
+    """A fork copies no threads: the child must not hand work to the parent's workers (it
+    would wait for them forever)."""
+    import signal
+    import time
+
+    R._in_parallel([lambda: None, lambda: None])  # the parent's workers exist
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 once a hand-off came back
+        try:
+            out: list[int] = []
+            R._in_parallel([lambda: out.append(1), lambda: out.append(2)])
+            os._exit(0 if sorted(out) == [1, 2] else 1)
+        finally:
+            os._exit(2)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child's hand-off did not come back within 30 s")

@@ -124,7 +124,10 @@ class _Worker:
         threading.Thread(target=self._serve, name=f"rnnkit-cpu{cpu}", daemon=True).start()
 
     def _serve(self) -> None:
-        _pin(self.cpu)
+        try:
+            _pin(self.cpu)
+        except OSError:  # a CPU no longer allowed (cpuset changed): run unpinned
+            pass
         while True:
             self.go.acquire()
             try:
@@ -148,7 +151,20 @@ class _Worker:
 
 _WORKERS: list[_Worker] = []
 _WORKERS_LOCK = threading.Lock()  # choosing workers: callers in several threads
-_libc = ctypes.CDLL(None) if sys.platform == "linux" else None
+_sched_getcpu = (
+    getattr(ctypes.CDLL(None), "sched_getcpu", None) if sys.platform == "linux" else None
+)
+
+
+def _forget_workers() -> None:
+    """In a forked child: the workers' threads were not copied, so start new ones."""
+    global _WORKERS_LOCK
+    _WORKERS.clear()
+    _WORKERS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_workers)
 
 
 def _pin(cpu: int) -> None:
@@ -158,7 +174,7 @@ def _pin(cpu: int) -> None:
 
 def _this_cpu() -> int:
     """The CPU this thread runs on now (Linux), else -1."""
-    return int(_libc.sched_getcpu()) if _libc is not None else -1
+    return int(_sched_getcpu()) if _sched_getcpu is not None else -1
 
 
 def _in_parallel(calls: list[Callable[[], object]]) -> None:
