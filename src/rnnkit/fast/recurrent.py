@@ -111,8 +111,9 @@ def _total(arrays: list[Array]) -> Array:
 
 class _Worker:
     """A thread pinned to one CPU that runs one call at a time, handed to it through two
-    locks (a thread pool's queue and futures cost about 0.15 ms per hand-off on these
-    machines; two locks about a third of that: BENCHMARKS.md, issue 21, session 16)."""
+    locks. Two empty calls in parallel took 160 us through a thread pool's queue and
+    futures (two workers, the caller waiting), 64 us this way (the caller running one);
+    BENCHMARKS.md, issue 21, session 16."""
 
     def __init__(self, cpu: int) -> None:
         self.cpu = cpu
@@ -732,10 +733,9 @@ def _balanced(
     large ones split by rows.
 
     Weight-gradient products have the output rows of a weight (G x D): from 256 rows they
-    were split between the threads, each split one more hand-off (about 0.1-0.2 ms on these
-    machines); below that they ran in one thread while the other waited (RNN (256,20,200,200)
-    training in 2 threads, AVX2: the backward pass took 26 ms, 21 in one thread;
-    BENCHMARKS.md, issue 21, session 16)."""
+    were split between the threads, each split one more hand-off; below that they ran in one
+    thread while the other waited (RNN (256,20,200,200) training in 2 threads, AVX2: the
+    backward pass took 26 ms, 21 in one thread; BENCHMARKS.md, issue 21, session 16)."""
     k = K.blas_threads()
     if k == 1 or c.dtype != np.float32 or not c.flags.c_contiguous:
         return False
